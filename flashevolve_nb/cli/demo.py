@@ -1,0 +1,244 @@
+"""``flashevolve demo``: an offline GEPA evolution on the simulator.
+
+With ``--compare`` the synchronous schedule runs on the same seed against a
+fresh copy of the same simulated server, and both are printed side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from flashevolve_nb.cli.progress import ProgressBar
+from flashevolve_nb.cli.table import format_table
+from flashevolve_nb.demo import DemoConfig, demo_pipeline
+from flashevolve_nb.engine import RunResult
+from flashevolve_nb.engine.bus import EventBus
+from flashevolve_nb.sim import get_profile
+
+__all__ = ["add_parser", "run_demo"]
+
+
+@dataclass(frozen=True)
+class DemoOutcome:
+    config: DemoConfig
+    result: RunResult
+    real_seconds: float
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "demo",
+        help="run an asynchronous GEPA evolution on the offline simulator",
+        description=(
+            "Evolve a system prompt for the simulated 'rulebook' instruction-following task "
+            "with GEPA, run asynchronously (FlashEvolve) against a simulated LLM server. No "
+            "network, no GPU. Every figure is on the simulated clock."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--profile",
+        default="vllm",
+        choices=["vllm", "api"],
+        help="simulated server: one vLLM GPU server with continuous batching, or a hosted API",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed for the task, the simulator and the run"
+    )
+    p.add_argument("--minutes", type=float, default=30.0, help="budget in simulated minutes")
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=120.0,
+        help="simulated seconds per real second (real clock only)",
+    )
+    p.add_argument(
+        "--clock",
+        choices=["real", "virtual"],
+        default="real",
+        help="'real': the simulated clock runs time-scale times faster than the wall "
+        "clock, so the engine's own overhead shows; 'virtual': time jumps "
+        "whenever every task waits, so the run is exactly reproducible and as "
+        "fast as the CPU allows",
+    )
+    p.add_argument(
+        "--mode",
+        choices=["async", "sync"],
+        default="async",
+        help="asynchronous pipeline, or GEPA's synchronous schedule",
+    )
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run the synchronous schedule on the same seed and print both "
+        "side by side with the async/sync ratio",
+    )
+    p.add_argument(
+        "--depth", type=int, default=16, help="evolution steps in flight at most (async mode)"
+    )
+    p.add_argument("--workers", type=int, default=8, help="workers per stage (async mode)")
+    p.add_argument("--minibatch-size", type=int, default=3, help="training examples per reflection")
+    p.add_argument(
+        "--request-concurrency",
+        type=int,
+        default=10,
+        help="LLM requests one stage of one step keeps in flight (gepa's thread pool)",
+    )
+    p.add_argument(
+        "--max-metric-calls",
+        type=int,
+        default=None,
+        help="also stop after this many task evaluations",
+    )
+    p.add_argument(
+        "--candidate-selection",
+        default="pareto",
+        help="parent selection: pareto, current_best or epsilon_greedy[:EPS]",
+    )
+    p.add_argument("--no-progress", action="store_true", help="do not draw the progress bar")
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write the summary figures as JSON to PATH",
+    )
+    p.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    get_profile(args.profile)
+    base = DemoConfig(
+        mode=args.mode,
+        profile=args.profile,
+        seed=args.seed,
+        minutes=args.minutes,
+        time_scale=args.time_scale,
+        depth=args.depth,
+        workers=args.workers,
+        minibatch_size=args.minibatch_size,
+        request_concurrency=args.request_concurrency,
+        max_metric_calls=args.max_metric_calls,
+        candidate_selection=args.candidate_selection,
+    )
+    configs = [base]
+    if args.compare:
+        configs = [_with_mode(base, "async"), _with_mode(base, "sync")]
+    outcomes = [run_demo(c, clock=args.clock, progress=not args.no_progress) for c in configs]
+    print(_summary(outcomes, args.clock))
+    if args.json is not None:
+        args.json.write_text(json.dumps([_figures(o) for o in outcomes], indent=2))
+        print(f"figures written to {args.json}")
+    return 0
+
+
+def _with_mode(c: DemoConfig, mode: str) -> DemoConfig:
+    d = asdict(c)
+    d["mode"] = mode
+    d.pop("gepa")
+    return DemoConfig(**d)
+
+
+def run_demo(config: DemoConfig, *, clock: str = "real", progress: bool = True) -> DemoOutcome:
+    """Run one demo to its budget on a fresh loop; returns its result and real duration."""
+    bus = EventBus()
+    if progress:
+        bus.subscribe(ProgressBar(f"{config.mode:>5}", config.minutes * 60.0))
+    pipeline, _, _ = demo_pipeline(config, bus=bus)
+    loop = _new_loop(clock)
+    t0 = time.perf_counter()
+    try:
+        result = loop.run_until_complete(pipeline.run())
+    finally:
+        loop.close()
+    return DemoOutcome(config, result, time.perf_counter() - t0)
+
+
+def _new_loop(clock: str) -> asyncio.AbstractEventLoop:
+    if clock == "virtual":
+        import looptime
+
+        return looptime.new_event_loop(start=0.0)
+    if clock != "real":
+        raise ValueError(f"clock must be 'real' or 'virtual' (got {clock!r})")
+    return asyncio.new_event_loop()
+
+
+def _figures(o: DemoOutcome) -> dict[str, Any]:
+    s = o.result.stats
+    return {
+        "mode": o.config.mode,
+        "profile": o.config.profile,
+        "seed": o.config.seed,
+        "sim_minutes": s.minutes,
+        "real_seconds": o.real_seconds,
+        "seed_score": s.seed_score,
+        "best_score": s.best_score,
+        "steps": s.steps,
+        "proposals": s.proposals,
+        "proposals_failed": s.proposals_failed,
+        "gate_passed": s.gate_passed,
+        "accepted": s.accepted,
+        "validations": s.validations,
+        "proposals_per_min": s.proposals_per_min,
+        "accepted_per_min": s.accepted_per_min,
+        "validations_per_min": s.validations_per_min,
+        "inflight_mean": s.inflight_mean,
+        "inflight_peak": s.inflight_peak,
+        "tokens": s.tokens,
+        "finish_reason": o.result.finish_reason,
+    }
+
+
+_ROWS: list[tuple[str, str, Callable[[float], str], bool]] = [
+    ("seed score (val)", "seed_score", "{:.3f}".format, False),
+    ("best score (val)", "best_score", "{:.3f}".format, False),
+    ("evolution steps", "steps", "{:.0f}".format, True),
+    ("proposals", "proposals", "{:.0f}".format, True),
+    ("failed proposals", "proposals_failed", "{:.0f}".format, False),
+    ("passed the gate", "gate_passed", "{:.0f}".format, True),
+    ("accepted (admitted)", "accepted", "{:.0f}".format, True),
+    ("proposals / min", "proposals_per_min", "{:.2f}".format, True),
+    ("accepted / min", "accepted_per_min", "{:.2f}".format, True),
+    ("validation sweeps / min", "validations_per_min", "{:.2f}".format, True),
+    ("in-flight requests, mean", "inflight_mean", "{:.1f}".format, True),
+    ("in-flight requests, peak", "inflight_peak", "{:.0f}".format, True),
+    ("tokens", "tokens", "{:,.0f}".format, True),
+    ("simulated minutes", "sim_minutes", "{:.1f}".format, False),
+    ("real seconds", "real_seconds", "{:.1f}".format, False),
+]
+
+
+def _summary(outcomes: list[DemoOutcome], clock: str) -> str:
+    figs = [_figures(o) for o in outcomes]
+    c = outcomes[0].config
+    head = (
+        f"GEPA on the simulated 'rulebook' task, simulated '{c.profile}' server, seed {c.seed}, "
+        f"budget {c.minutes:g} simulated minutes"
+        + (f", time scale {c.time_scale:g}x" if clock == "real" else ", virtual clock")
+        + ". Rates are per simulated minute."
+    )
+    columns = [f["mode"] for f in figs]
+    ratio = len(figs) == 2
+    header = ["", *columns] + (["async/sync"] if ratio else [])
+    rows = []
+    for label, key, fmt, show_ratio in _ROWS:
+        row = [label, *(fmt(f[key]) for f in figs)]
+        if ratio:
+            a, b = figs[0][key], figs[1][key]
+            row.append(f"{a / b:.2f}x" if show_ratio and b else "")
+        rows.append(row)
+    lines = [head, "", format_table(header, rows)]
+    for o in outcomes:
+        lines.append(f"{o.config.mode}: stopped because {o.result.finish_reason}")
+    best = outcomes[0].result
+    lines += ["", f"best prompt ({outcomes[0].config.mode}, {best.best.id}):"]
+    lines += ["  " + ln for ln in best.best[next(iter(best.best))].splitlines()]
+    return "\n".join(lines)

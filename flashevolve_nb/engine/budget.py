@@ -1,0 +1,82 @@
+"""Budgets: when a run stops asking for more work.
+
+Count budgets (metric calls, proposals) stop new evolution steps and make
+stages that would spend an exhausted budget drop the items waiting for them;
+work already running finishes and anything that reaches admission is
+admitted. Time budgets end the run at the deadline: what is in flight is
+cancelled, what was admitted stays.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+__all__ = ["Budget", "BudgetTracker"]
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Limits of one run; ``None`` means no limit of that kind.
+
+    ``max_metric_calls`` counts task evaluations of one example, as ``gepa``
+    does. ``max_sim_seconds`` is on the run clock (simulated seconds with the
+    simulator); ``max_wall_seconds`` is real time.
+    """
+
+    max_metric_calls: int | None = None
+    max_proposals: int | None = None
+    max_sim_seconds: float | None = None
+    max_wall_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_metric_calls", "max_proposals", "max_sim_seconds", "max_wall_seconds"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"Budget.{name} must be > 0 or None (got {value!r})")
+
+    @property
+    def unlimited(self) -> bool:
+        return all(
+            v is None
+            for v in (
+                self.max_metric_calls,
+                self.max_proposals,
+                self.max_sim_seconds,
+                self.max_wall_seconds,
+            )
+        )
+
+
+class BudgetTracker:
+    """What has been spent against a :class:`Budget`."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self.metric_calls = 0
+        self.proposals = 0
+        self._wall_start = time.monotonic()
+
+    def restart_wall_clock(self) -> None:
+        self._wall_start = time.monotonic()
+
+    @property
+    def wall_seconds(self) -> float:
+        return time.monotonic() - self._wall_start
+
+    def exhausted(self, resource: str) -> bool:
+        """Whether the count budget ``metric_calls`` or ``proposals`` is used up."""
+        b = self.budget
+        if resource == "metric_calls":
+            return b.max_metric_calls is not None and self.metric_calls >= b.max_metric_calls
+        if resource == "proposals":
+            return b.max_proposals is not None and self.proposals >= b.max_proposals
+        raise ValueError(f"unknown budget resource {resource!r}")
+
+    def count_reason(self) -> str | None:
+        """Why no new step may start, if a count budget is used up."""
+        if self.exhausted("metric_calls"):
+            return f"max_metric_calls={self.budget.max_metric_calls} reached"
+        if self.exhausted("proposals"):
+            return f"max_proposals={self.budget.max_proposals} reached"
+        return None

@@ -1,0 +1,93 @@
+"""What a stage function may touch while it works on one item.
+
+The context is how stages talk to the run without reaching into it: LLM calls
+go through :meth:`StageContext.chat` so that every call becomes a pair of
+events with its tokens; metric calls and proposals are counted against the
+budget; ids and randomness come from the run so that a seed reproduces it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from flashevolve_nb.engine.events import Event, LLMCallFinished, LLMCallStarted
+from flashevolve_nb.llm.protocol import LLM, Completion, Message
+
+if TYPE_CHECKING:
+    from flashevolve_nb.engine.pipeline import Pipeline
+    from flashevolve_nb.engine.pool import Pool
+
+__all__ = ["StageContext"]
+
+
+class StageContext:
+    def __init__(self, pipeline: Pipeline, stage: str, step: int, rng_key: str) -> None:
+        self._pipeline = pipeline
+        self.stage = stage
+        self.step = step
+        self.rng = random.Random(f"{pipeline.seed}:{rng_key}")
+        self.tokens = 0
+
+    @property
+    def pool(self) -> Pool:
+        return self._pipeline.pool
+
+    def now(self) -> float:
+        return self._pipeline.clock.now()
+
+    def emit(self, event: Event) -> None:
+        self._pipeline.bus.emit(event)
+
+    def new_id(self, prefix: str = "a") -> str:
+        return self._pipeline.new_id(prefix)
+
+    def count_metric_calls(self, n: int = 1) -> None:
+        self._pipeline.budget.metric_calls += n
+
+    def count_proposal(self) -> None:
+        self._pipeline.budget.proposals += 1
+
+    async def chat(
+        self, llm: LLM, messages: Sequence[Message], *, role: str, **params: Any
+    ) -> Completion:
+        """Call ``llm`` and record the call (tokens, latency, failure) as events."""
+        p = self._pipeline
+        call_id = p.next_call_id()
+        p.requests_in_flight += 1
+        p.bus.emit(
+            LLMCallStarted(
+                t=p.clock.now(), call_id=call_id, role=role, stage=self.stage, step=self.step
+            )
+        )
+        ok = False
+        completion: Completion | None = None
+        error = ""
+        try:
+            completion = await llm.chat(messages, **params)
+            ok = True
+            return completion
+        except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            p.requests_in_flight -= 1
+            usage = completion.usage if completion else None
+            if usage is not None:
+                self.tokens += usage.total_tokens
+            p.bus.emit(
+                LLMCallFinished(
+                    t=p.clock.now(),
+                    call_id=call_id,
+                    role=role,
+                    stage=self.stage,
+                    step=self.step,
+                    ok=ok,
+                    prompt_tokens=usage.prompt_tokens if usage else 0,
+                    completion_tokens=usage.completion_tokens if usage else 0,
+                    latency=completion.latency if completion else 0.0,
+                    finish_reason=completion.finish_reason if completion else "error",
+                    error=error,
+                )
+            )

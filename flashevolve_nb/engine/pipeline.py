@@ -1,0 +1,671 @@
+"""The pipeline: queues, workers, the in-flight bound, select at the head, admit at the tail.
+
+One queue and a set of worker tasks per stage. The head starts a new
+evolution step whenever fewer than ``depth`` steps are in flight; items flow
+from stage to stage as soon as they are ready, so the stages of different
+steps overlap; the tail admits what reaches it. Staleness is checked at the
+configured decision points, against the pool version at that moment.
+
+The synchronous mode is this same pipeline with one step in flight and one
+worker per stage: each stage waits for all of its requests before the next
+starts (GEPA's schedule), so both modes run the very same stage code.
+
+Everything here runs on one event loop; nothing is thread-safe by itself
+(the ``Run`` handle marshals calls from other threads onto the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from flashevolve_nb.clock import Clock
+from flashevolve_nb.engine.artifact import Artifact
+from flashevolve_nb.engine.budget import Budget, BudgetTracker
+from flashevolve_nb.engine.bus import EventBus, Recorder
+from flashevolve_nb.engine.context import StageContext
+from flashevolve_nb.engine.events import (
+    Admitted,
+    BudgetExhausted,
+    FrontierChanged,
+    ItemDropped,
+    ItemFailed,
+    ItemFinished,
+    ItemQueued,
+    ItemStarted,
+    PolicyDecision,
+    RunFinished,
+    RunStarted,
+    StageControl,
+    StaleDetected,
+    StepFinished,
+    StepStarted,
+)
+from flashevolve_nb.engine.items import WorkItem
+from flashevolve_nb.engine.pool import Pool, PoolSnapshot
+from flashevolve_nb.engine.result import RunResult
+from flashevolve_nb.engine.stage import Stage, StageSnapshot
+from flashevolve_nb.engine.staleness import StalenessPolicy, make_policy
+from flashevolve_nb.engine.stats import RunStats, StatsCollector
+from flashevolve_nb.engine.workload import Workload
+
+__all__ = ["ADMIT", "Pipeline", "PipelineConfig", "PipelineSnapshot", "RunFailed"]
+
+ADMIT = "admit"
+"""The name of the decision point just before admission."""
+
+Mode = Literal["async", "sync"]
+
+
+class RunFailed(RuntimeError):
+    """The run could not go on (its seed evaluation or the engine itself failed)."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """How to schedule a workload.
+
+    ``depth`` bounds the evolution steps in flight; ``workers`` overrides the
+    workload's per-stage worker counts; ``decision_points`` names the stages
+    before which (and ``"admit"``, before admission) stale items meet the
+    staleness policy. In ``sync`` mode depth and workers are forced to 1.
+    """
+
+    mode: Mode = "async"
+    depth: int = 16
+    workers: Mapping[str, int] = field(default_factory=dict)
+    policy: str = "accept"
+    decision_points: tuple[str, ...] | None = None
+    """None: the workload's ``default_decision_points`` (else just before admission)."""
+    seed: int = 0
+    budget: Budget = field(default_factory=Budget)
+    event_history: int | None = None
+    """Keep only the most recent N events in memory (None keeps all)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("async", "sync"):
+            raise ValueError(f"PipelineConfig.mode must be 'async' or 'sync' (got {self.mode!r})")
+        if self.depth < 1:
+            raise ValueError(f"PipelineConfig.depth must be >= 1 (got {self.depth})")
+        for name, n in self.workers.items():
+            if n < 0:
+                raise ValueError(f"PipelineConfig.workers[{name!r}] must be >= 0 (got {n})")
+        make_policy(self.policy)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSnapshot:
+    """What the pipeline is doing right now; cheap, immutable, for dashboards."""
+
+    state: str
+    t: float
+    mode: str
+    depth: int
+    steps_in_flight: int
+    requests_in_flight: int
+    policy: str
+    stages: tuple[StageSnapshot, ...]
+    pool: PoolSnapshot
+    stats: RunStats
+
+
+class _Worker:
+    __slots__ = ("busy", "retire", "task")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+        self.busy = False
+        self.retire = False
+
+
+class Pipeline:
+    def __init__(
+        self,
+        workload: Workload,
+        config: PipelineConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        bus: EventBus | None = None,
+    ) -> None:
+        self.workload = workload
+        self.config = config = config or PipelineConfig()
+        self.clock = clock or Clock()
+        self.bus = bus or EventBus()
+        self.seed = config.seed
+        self.mode: Mode = config.mode
+        self.depth = 1 if config.mode == "sync" else config.depth
+        self.policy: StalenessPolicy = make_policy(config.policy)
+        self.budget = BudgetTracker(config.budget)
+        self.pool = Pool(workload.instance_ids())
+        self.recorder = Recorder(config.event_history)
+        self.collector = StatsCollector()
+        self.bus.subscribe(self.recorder)
+        self.bus.subscribe(self.collector)
+
+        specs = list(workload.stages())
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names) or ADMIT in names:
+            raise ValueError(f"stage names must be unique and not {ADMIT!r}: {names}")
+        unknown = set(config.workers) - set(names)
+        if unknown:
+            raise ValueError(
+                f"workers given for unknown stage(s) {sorted(unknown)}; stages: {names}"
+            )
+        points = config.decision_points
+        if points is None:
+            points = tuple(getattr(workload, "default_decision_points", (ADMIT,)))
+        bad_points = set(points) - {*names, ADMIT}
+        if bad_points:
+            raise ValueError(
+                f"unknown decision point(s) {sorted(bad_points)}; use stage names {names} "
+                f"or {ADMIT!r}"
+            )
+        self.decision_points = frozenset(points)
+        self.stages: list[Stage] = []
+        for spec in specs:
+            n = 1 if config.mode == "sync" else config.workers.get(spec.name, spec.workers)
+            self.stages.append(Stage(spec, n))
+        self._by_name = {s.name: i for i, s in enumerate(self.stages)}
+
+        self.requests_in_flight = 0
+        self._rng = random.Random(f"{config.seed}:head")
+        self._ids: dict[str, int] = {}
+        self._call_id = 0
+        self._next_step = 1
+        self._live: dict[int, int] = {}
+        self._queued_at: dict[str, float] = {}
+        self._workers: list[list[_Worker]] = [[] for _ in self.stages]
+        self._head_task: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._head_wakeup: asyncio.Event | None = None
+        self._done: asyncio.Future[str] | None = None
+        self._head_paused = False
+        self._stopping = False
+        self._state = "created"
+        self._finish_reason = ""
+        self._error: BaseException | None = None
+
+    # ---- identity and counters ------------------------------------------
+    def new_id(self, prefix: str) -> str:
+        n = self._ids.get(prefix, 0)
+        self._ids[prefix] = n + 1
+        return f"{prefix}{n}"
+
+    def next_call_id(self) -> int:
+        self._call_id += 1
+        return self._call_id
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def steps_in_flight(self) -> int:
+        return len(self._live)
+
+    def stage(self, name: str) -> Stage:
+        try:
+            return self.stages[self._by_name[name]]
+        except KeyError:
+            raise KeyError(f"no stage {name!r}; stages: {list(self._by_name)}") from None
+
+    # ---- running ---------------------------------------------------------
+    async def run(self) -> RunResult:
+        """Seed the pool, run until a budget or ``stop()`` ends it, and return the result."""
+        if self._state != "created":
+            raise RuntimeError("a pipeline runs once; make a new one for another run")
+        loop = asyncio.get_running_loop()
+        if not self.clock.started:
+            self.clock.start()
+        self.budget.restart_wall_clock()
+        self._done = loop.create_future()
+        self._head_wakeup = asyncio.Event()
+        self._state = "running"
+        self.bus.emit(
+            RunStarted(
+                t=self.clock.now(),
+                mode=self.mode,
+                seed=self.seed,
+                workload=self.workload.name,
+                backend=self.workload.backend_name,
+            )
+        )
+        try:
+            await self._seed_pool()
+        except asyncio.CancelledError:
+            self._end("cancelled")
+            raise
+        except Exception as exc:
+            self._end(f"failed: seed evaluation raised {type(exc).__name__}: {exc}")
+            raise RunFailed(
+                f"the seed evaluation failed ({type(exc).__name__}: {exc}); nothing was admitted"
+            ) from exc
+        for i, stage in enumerate(self.stages):
+            for _ in range(stage.target_workers):
+                self._spawn_worker(i)
+        self._head_task = loop.create_task(self._head(), name="flashevolve-head")
+        self._watchdog = loop.create_task(self._time_budget(), name="flashevolve-deadline")
+        try:
+            await asyncio.shield(self._done)
+        except asyncio.CancelledError:
+            self._cancel_all()
+            self._end("cancelled")
+            raise
+        await self._cancel_all_and_wait()
+        self._end(self._finish_reason)
+        if self._error is not None:
+            raise RunFailed(f"the pipeline failed: {self._error!r}") from self._error
+        return self.result()
+
+    async def _seed_pool(self) -> None:
+        ctx = StageContext(self, "seed", 0, "seed")
+        for artifact, scores in await self.workload.seed(ctx):
+            self._admit_scores(0, artifact, scores)
+
+    def result(self) -> RunResult:
+        return RunResult(
+            mode=self.mode,
+            seed=self.seed,
+            pool=self.pool.snapshot(),
+            stats=self.collector.stats(self.clock.now()),
+            events=tuple(self.recorder.events),
+            finish_reason=self._finish_reason,
+        )
+
+    def snapshot(self) -> PipelineSnapshot:
+        return PipelineSnapshot(
+            state=self._state,
+            t=self.clock.now(),
+            mode=self.mode,
+            depth=self.depth,
+            steps_in_flight=len(self._live),
+            requests_in_flight=self.requests_in_flight,
+            policy=self.policy.name,
+            stages=tuple(s.snapshot() for s in self.stages),
+            pool=self.pool.snapshot(),
+            stats=self.collector.stats(self.clock.now()),
+        )
+
+    # ---- control (call on the pipeline's loop) ---------------------------
+    def pause(self, stage: str | None = None) -> None:
+        """Stop a stage (or, with None, every stage and the head) taking new items."""
+        targets = self.stages if stage is None else [self.stage(stage)]
+        for s in targets:
+            s.queue.set_paused(True)
+        if stage is None:
+            self._head_paused = True
+        self._control(stage or "*", "pause", "")
+
+    def resume(self, stage: str | None = None) -> None:
+        targets = self.stages if stage is None else [self.stage(stage)]
+        for s in targets:
+            s.queue.set_paused(False)
+        if stage is None:
+            self._head_paused = False
+            self._wake_head()
+        self._control(stage or "*", "resume", "")
+
+    def set_workers(self, stage: str, n: int, *, source: str = "user") -> None:
+        """Change a stage's worker count now; busy workers beyond it finish their item first."""
+        if n < 0:
+            raise ValueError(f"worker count must be >= 0 (got {n})")
+        i = self._by_name.get(stage)
+        if i is None:
+            raise KeyError(f"no stage {stage!r}; stages: {list(self._by_name)}")
+        st = self.stages[i]
+        st.target_workers = n
+        if self._state == "running":
+            live = [w for w in self._workers[i] if not w.retire]
+            if n > len(live):
+                for _ in range(n - len(live)):
+                    self._spawn_worker(i)
+            else:
+                # Retire idle workers first: they hold no item, so cancelling is clean.
+                excess = sorted(live, key=lambda w: w.busy)[: len(live) - n]
+                for w in excess:
+                    w.retire = True
+                    if not w.busy and w.task is not None:
+                        w.task.cancel()
+        self._control(stage, "workers", str(n), source)
+
+    def set_depth(self, depth: int, *, source: str = "user") -> None:
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1 (got {depth})")
+        if self.mode == "sync" and depth != 1:
+            raise ValueError("the synchronous mode runs one step at a time; depth stays 1")
+        self.depth = depth
+        self._wake_head()
+        self._control("*", "depth", str(depth), source)
+
+    def set_policy(self, policy: str | StalenessPolicy, *, source: str = "user") -> None:
+        self.policy = make_policy(policy)
+        self._control("*", "policy", self.policy.name, source)
+
+    def stop(self, mode: Literal["drain", "cancel"] = "drain", reason: str = "stopped") -> None:
+        """End the run: ``drain`` finishes the steps in flight, ``cancel`` drops them.
+
+        Either way every artifact already admitted stays in the pool.
+        """
+        if mode not in ("drain", "cancel"):
+            raise ValueError(f"stop mode must be 'drain' or 'cancel' (got {mode!r})")
+        if self._state != "running":
+            return
+        self._control("*", "stop", mode)
+        self._begin_stop(reason, cancel=mode == "cancel")
+
+    # ---- internals -------------------------------------------------------
+    def _control(self, stage: str, action: str, value: str, source: str = "user") -> None:
+        self.bus.emit(
+            StageControl(t=self.clock.now(), stage=stage, action=action, value=value, source=source)
+        )
+
+    def _wake_head(self) -> None:
+        if self._head_wakeup is not None:
+            self._head_wakeup.set()
+
+    def _begin_stop(self, reason: str, *, cancel: bool) -> None:
+        if not self._finish_reason:
+            self._finish_reason = reason
+        self._stopping = True
+        self._wake_head()
+        if cancel or not self._live:
+            self._resolve()
+
+    def _resolve(self) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_result(self._finish_reason)
+
+    def _end(self, reason: str) -> None:
+        if self._state in ("finished", "failed", "cancelled"):
+            return
+        self._finish_reason = reason or self._finish_reason
+        if self._error is not None or reason.startswith("failed"):
+            self._state = "failed"
+        elif reason == "cancelled":
+            self._state = "cancelled"
+        else:
+            self._state = "finished"
+        self.bus.emit(RunFinished(t=self.clock.now(), reason=self._finish_reason))
+
+    def _cancel_all(self) -> list[asyncio.Task[None]]:
+        tasks = [t for t in (self._head_task, self._watchdog) if t is not None]
+        tasks += [w.task for ws in self._workers for w in ws if w.task is not None]
+        for t in tasks:
+            t.cancel()
+        return tasks
+
+    async def _cancel_all_and_wait(self) -> None:
+        tasks = self._cancel_all()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _fail(self, exc: BaseException) -> None:
+        """An engine bug: stop everything and surface it from ``run()``."""
+        if self._error is None:
+            self._error = exc
+        self._finish_reason = f"failed: {type(exc).__name__}: {exc}"
+        self._stopping = True
+        self._resolve()
+
+    async def _time_budget(self) -> None:
+        b = self.config.budget
+        waits: list[tuple[float, str]] = []
+        if b.max_sim_seconds is not None:
+            waits.append(
+                (
+                    self.clock.to_real(b.max_sim_seconds - self.clock.now()),
+                    f"max_sim_seconds={b.max_sim_seconds:g} reached",
+                )
+            )
+        if b.max_wall_seconds is not None:
+            waits.append(
+                (
+                    b.max_wall_seconds - self.budget.wall_seconds,
+                    f"max_wall_seconds={b.max_wall_seconds:g} reached",
+                )
+            )
+        if not waits:
+            return
+        delay, reason = min(waits)
+        await asyncio.sleep(max(0.0, delay))
+        self.bus.emit(BudgetExhausted(t=self.clock.now(), reason=reason))
+        self._begin_stop(reason, cancel=True)
+
+    async def _head(self) -> None:
+        assert self._head_wakeup is not None
+        try:
+            while True:
+                while not self._stopping and (self._head_paused or len(self._live) >= self.depth):
+                    self._head_wakeup.clear()
+                    await self._head_wakeup.wait()
+                if self._stopping:
+                    return
+                reason = self.budget.count_reason()
+                if reason is not None:
+                    self.bus.emit(BudgetExhausted(t=self.clock.now(), reason=reason))
+                    self._begin_stop(reason, cancel=False)
+                    return
+                step = self._next_step
+                item = self.workload.begin_step(
+                    step, self.new_id("i"), self.pool, self._rng, self.clock.now()
+                )
+                if item is None:
+                    self._begin_stop("the workload has no more steps", cancel=False)
+                    return
+                self._next_step += 1
+                self._live[step] = 1
+                self.bus.emit(
+                    StepStarted(
+                        t=self.clock.now(),
+                        step=step,
+                        parent_id=item.artifact.id,
+                        base_version=item.base_version,
+                    )
+                )
+                self._enqueue(0, item)
+                # Let the new item's first worker start before the next select.
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(exc)
+
+    def _enqueue(self, idx: int, item: WorkItem) -> None:
+        stage = self.stages[idx]
+        stage.queue.put(item)
+        self._queued_at[item.id] = self.clock.now()
+        self.bus.emit(
+            ItemQueued(
+                t=self.clock.now(),
+                stage=stage.name,
+                item_id=item.id,
+                step=item.step,
+                depth=len(stage.queue),
+            )
+        )
+
+    def _spawn_worker(self, idx: int) -> None:
+        w = _Worker()
+        w.task = asyncio.get_running_loop().create_task(
+            self._work(idx, w), name=f"flashevolve-{self.stages[idx].name}"
+        )
+        self._workers[idx].append(w)
+
+    async def _work(self, idx: int, me: _Worker) -> None:
+        stage = self.stages[idx]
+        try:
+            while not me.retire:
+                item = await stage.queue.get()
+                me.busy = True
+                try:
+                    await self._process(idx, item)
+                finally:
+                    me.busy = False
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            if me in self._workers[idx]:
+                self._workers[idx].remove(me)
+
+    async def _process(self, idx: int, item: WorkItem) -> None:
+        stage = self.stages[idx]
+        spec = stage.spec
+        t0 = self.clock.now()
+        waited = t0 - self._queued_at.pop(item.id, t0)
+        spent = [r for r in sorted(spec.consumes) if self.budget.exhausted(r)]
+        if spent:
+            stage.dropped += 1
+            self.bus.emit(
+                ItemDropped(
+                    t=t0,
+                    stage=stage.name,
+                    item_id=item.id,
+                    step=item.step,
+                    reason=f"budget: {spent[0]} exhausted",
+                )
+            )
+            self._end_item(item, "dropped: budget exhausted")
+            return
+        stage.busy += 1
+        self.bus.emit(
+            ItemStarted(t=t0, stage=stage.name, item_id=item.id, step=item.step, waited=waited)
+        )
+        ctx = StageContext(self, stage.name, item.step, f"{item.step}:{stage.name}:{item.id}")
+        try:
+            outputs = list(await spec.fn(item, ctx))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            stage.failed += 1
+            self.bus.emit(
+                ItemFailed(
+                    t=self.clock.now(),
+                    stage=stage.name,
+                    item_id=item.id,
+                    step=item.step,
+                    error=f"{type(exc).__name__}: {exc}",
+                    traceback="".join(traceback.format_exception(exc, limit=-4)),
+                )
+            )
+            self._end_item(item, f"failed at {stage.name}")
+            return
+        finally:
+            stage.busy -= 1
+        t1 = self.clock.now()
+        stage.processed += 1
+        self.bus.emit(
+            ItemFinished(
+                t=t1,
+                stage=stage.name,
+                item_id=item.id,
+                step=item.step,
+                outputs=len(outputs),
+                duration=t1 - t0,
+            )
+        )
+        if not outputs:
+            self._end_item(item, f"ended at {stage.name}")
+            return
+        self._live[item.step] += len(outputs) - 1
+        for out in outputs:
+            out = out.evolve(
+                tokens=item.tokens + ctx.tokens,
+                history=(*item.history, (stage.name, t0, t1)),
+            )
+            await self._route(idx + 1, out)
+
+    async def _route(self, idx: int, item: WorkItem) -> None:
+        point = self.stages[idx].name if idx < len(self.stages) else ADMIT
+        if point in self.decision_points:
+            staleness = self.pool.version - item.base_version
+            if staleness > 0:
+                now = self.clock.now()
+                self.bus.emit(
+                    StaleDetected(
+                        t=now,
+                        step=item.step,
+                        item_id=item.id,
+                        artifact_id=item.artifact.id,
+                        point=point,
+                        base_version=item.base_version,
+                        pool_version=self.pool.version,
+                        staleness=staleness,
+                    )
+                )
+                policy = self.policy
+                decision = await policy.decide(item, staleness, point, self.pool)
+                self.bus.emit(
+                    PolicyDecision(
+                        t=self.clock.now(),
+                        step=item.step,
+                        item_id=item.id,
+                        artifact_id=item.artifact.id,
+                        point=point,
+                        policy=policy.name,
+                        staleness=staleness,
+                        decision=decision.action,
+                        reason=decision.reason,
+                        tokens=decision.tokens,
+                    )
+                )
+                if decision.action == "discard":
+                    self._end_item(item, f"discarded as stale before {point}")
+                    return
+                if decision.action == "patch":
+                    if decision.replacement is None:
+                        raise ValueError(f"policy {policy.name!r} patched without a replacement")
+                    item = decision.replacement
+        if idx < len(self.stages):
+            self._enqueue(idx, item)
+        else:
+            self._admit(item)
+
+    def _admit(self, item: WorkItem) -> None:
+        scores = self.workload.admission(item)
+        self._admit_scores(item.step, item.artifact, scores)
+        self._end_item(item, "admitted")
+
+    def _admit_scores(self, step: int, artifact: Artifact, scores: Sequence[float]) -> None:
+        best_before = self.pool.best().score if len(self.pool) else float("-inf")
+        front_before = self.pool.front_ids()
+        entry = self.pool.admit(artifact, scores, self.clock.now())
+        now = self.clock.now()
+        self.bus.emit(
+            Admitted(
+                t=now,
+                step=step,
+                artifact_id=artifact.id,
+                parents=artifact.parents,
+                origin=artifact.origin.value,
+                version=entry.version,
+                score=entry.score,
+                is_best=entry.score > best_before,
+            )
+        )
+        if self.pool.front_ids() != front_before:
+            best = self.pool.best()
+            self.bus.emit(
+                FrontierChanged(
+                    t=now,
+                    version=self.pool.version,
+                    front_size=len(self.pool.front_ids()),
+                    best_id=best.artifact.id,
+                    best_score=best.score,
+                )
+            )
+
+    def _end_item(self, item: WorkItem, outcome: str) -> None:
+        left = self._live.get(item.step, 0) - 1
+        if left > 0:
+            self._live[item.step] = left
+            return
+        self._live.pop(item.step, None)
+        self.bus.emit(StepFinished(t=self.clock.now(), step=item.step, outcome=outcome))
+        self._wake_head()
+        if self._stopping and not self._live:
+            self._resolve()

@@ -1,0 +1,1 @@
+"""Workloads: how an evolution algorithm maps onto stages, artifacts and the pool."""
