@@ -56,7 +56,7 @@ async def test_depth_bounds_steps_in_flight() -> None:
     for stage in "abc":
         busy = 0
         peak = 0
-        for s, _, t0, t1 in sorted(wl.log, key=lambda r: r[2]):
+        for s, _, t0, _t1 in sorted(wl.log, key=lambda r: r[2]):
             if s == stage:
                 busy = sum(1 for s2, _, a, b in wl.log if s2 == stage and a <= t0 < b)
                 peak = max(peak, busy)
@@ -201,7 +201,7 @@ async def test_seed_failure_is_reported() -> None:
             raise ConnectionError("server down")
 
     pipe = Pipeline(Broken(), PipelineConfig())
-    with pytest.raises(RunFailed, match="seed evaluation failed.*server down"):
+    with pytest.raises(RunFailed, match=r"seed evaluation failed.*server down"):
         await pipe.run()
     assert pipe.state == "failed"
 

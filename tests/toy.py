@@ -56,7 +56,7 @@ class ToyWorkload:
                 raise RuntimeError(f"boom in {stage} at step {item.step}")
             if self.drop_when(stage, item):
                 return []
-            if stage == list(self.durations)[0]:
+            if stage == next(iter(self.durations)):
                 child = item.artifact.derive(
                     ctx.new_id("a"),
                     {"text": f"step {item.step}"},

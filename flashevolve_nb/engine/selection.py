@@ -29,7 +29,6 @@ class ParentSelector(Protocol):
     @property
     def name(self) -> str: ...
 
-
     def select(self, pool: Pool, rng: random.Random) -> PoolEntry: ...
 
 

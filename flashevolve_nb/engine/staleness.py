@@ -37,7 +37,6 @@ class StalenessPolicy(Protocol):
     @property
     def name(self) -> str: ...
 
-
     async def decide(self, item: WorkItem, staleness: int, point: str, pool: Pool) -> Decision: ...
 
 

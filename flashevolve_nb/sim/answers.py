@@ -26,7 +26,7 @@ __all__ = ["compose_answer"]
 
 _LONG = (
     "Learning about {t} starts with a clear goal and a little patience.",
-    "Most people find that {t} rewards steady practice more than talent.",
+    "Most people find that progress with {t} comes from practice more than talent.",
     "Good sources on {t} explain the basics before the details.",
     "Small mistakes with {t} are normal and easy to fix later.",
     "Local groups often share useful tips about {t} with newcomers.",
@@ -41,12 +41,12 @@ _LONG = (
     "Sharing what you learn about {t} helps others and deepens your own grasp.",
 )
 _SHORT = (
-    "{T} takes practice.",
-    "Plan ahead for {t}.",
-    "Learn {t} gradually.",
     "Start small.",
     "Keep notes.",
     "Ask experts.",
+    "Plan ahead.",
+    "Stay curious.",
+    "Go gradually.",
 )
 
 
@@ -81,7 +81,7 @@ def _pieces(topic: str, compact: bool) -> _Pieces:
         )
     return _Pieces(
         title=f"<<{cap}>>",
-        tldr=f"TL;DR: {cap} rewards patience and steady practice.",
+        tldr=f"TL;DR: Patience and steady practice pay off with {topic}.",
         bullets=(
             "* Start with small and safe steps",
             "* Ask people with experience",
@@ -92,7 +92,7 @@ def _pieces(topic: str, compact: bool) -> _Pieces:
             "2. Practise a little each week",
             "3. Review your progress",
         ),
-        tagged=f"<answer>{cap} is worth learning step by step.</answer>",
+        tagged=f"<answer>Learn about {topic} step by step.</answer>",
         placeholders="Adapt this for [name] before [deadline].",
         quote="> Well begun is half finished.",
         thanks="Thank you for asking.",
@@ -102,18 +102,18 @@ def _pieces(topic: str, compact: bool) -> _Pieces:
 
 def _chatty(c: frozenset[str]) -> str | None:
     """One sentence breaking every negative rule the model did not comply with."""
-    first_person = "no_first_person" not in c
-    very = "no_very" not in c
-    number = "digits" not in c
     comma = "no_commas" not in c
     bang = "no_exclamation" not in c
-    if not (first_person or very or number or comma or bang):
+    parts = ["I like it" if "no_first_person" not in c else "It helps"]
+    if "no_very" not in c:
+        parts.append("very much")
+    if "digits" not in c:
+        parts.append("in three ways")
+    if parts == ["It helps"] and not (comma or bang):
         return None
-    words = ["I think it" if first_person else "it", "is very useful" if very else "is useful"]
-    if number:
-        words.append("in three ways")
-    sentence = " ".join(words)
-    sentence = f"In short, {sentence}" if comma else sentence[:1].upper() + sentence[1:]
+    if comma and len(parts) == 1:
+        parts.insert(0, "Yes")
+    sentence = (", " if comma else " ").join(parts)
     return sentence + ("!" if bang else ".")
 
 
@@ -129,8 +129,7 @@ class _Builder:
         y, m, d = rng.randint(2024, 2026), rng.randint(1, 12), rng.randint(1, 28)
         self.date = f"{y:04d}-{m:02d}-{d:02d}" if "iso_dates" in c else f"{m:02d}/{d:02d}/{y:04d}"
         self.long = [s.format(t=topic) for s in rng.sample(_LONG, len(_LONG))]
-        cap = topic[:1].upper() + topic[1:]
-        self.short = [s.format(t=topic, T=cap) for s in rng.sample(_SHORT, len(_SHORT))]
+        self.short = rng.sample(_SHORT, len(_SHORT))
 
     def sentences(self, n: int, compact: bool) -> list[str]:
         pool = self.short if compact else self.long
@@ -153,7 +152,7 @@ class _Builder:
             blocks.append("\n".join(p.bullets))
         if "numbered" in c:
             blocks.append("\n".join(p.numbered))
-        details = [f"Next review: {self.date}."]
+        details = [f"Due: {self.date}." if compact else f"Next review: {self.date}."]
         if "essential" in c and "highlights" in c:
             details.append("*Patience* is essential and *practice* is essential.")
         elif "essential" in c:
@@ -197,7 +196,7 @@ class _Builder:
                 blocks.append("\n".join(closing))
             text = "\n\n".join(blocks)
         if "start_answer" in c:
-            text = "Answer: " + text
+            text = ("Answer:\n" if text.startswith("TL;DR") else "Answer: ") + text
         if "lowercase" in c:
             text = text.lower()
         elif "uppercase" in c:

@@ -53,7 +53,7 @@ def reflection_prompt(
         REFLECTION_MARKER,
         f'The text is the component "{component}" of the assistant\'s instructions.',
         "",
-        f"{CURRENT_TEXT_HEADING} of \"{component}\"",
+        f'{CURRENT_TEXT_HEADING} of "{component}"',
         fence(current_text),
         "",
         EXAMPLES_HEADING,

@@ -1,0 +1,65 @@
+"""The ``flashevolve`` command, run as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from flashevolve_nb.cli import build_parser
+
+
+def flashevolve(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flashevolve_nb.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_help_documents_every_option() -> None:
+    r = flashevolve("demo", "--help")
+    assert r.returncode == 0
+    demo = next(
+        a
+        for a in build_parser()._subparsers._group_actions[0].choices.values()  # type: ignore[union-attr]
+    )
+    for action in demo._actions:
+        for flag in action.option_strings:
+            assert flag in r.stdout
+        if action.option_strings and action.dest != "help":
+            assert action.help, f"{action.option_strings} has no help text"
+
+
+def test_compare_prints_both_runs_and_the_ratio(tmp_path: Path) -> None:
+    out = tmp_path / "figures.json"
+    r = flashevolve(
+        "demo", "--compare", "--clock", "virtual", "--minutes", "10", "--no-progress",
+        "--json", str(out),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    text = r.stdout
+    assert "simulated 'vllm' server" in text
+    assert "async/sync" in text
+    for label in ("seed score (val)", "best score (val)", "proposals / min", "accepted / min",
+                  "in-flight requests, mean", "in-flight requests, peak", "tokens"):  # fmt: skip
+        assert label in text
+    figures = json.loads(out.read_text())
+    assert [f["mode"] for f in figures] == ["async", "sync"]
+    a, s = figures
+    assert a["proposals"] > 0 and s["proposals"] > 0
+    assert a["inflight_peak"] > s["inflight_peak"]
+    assert a["sim_minutes"] == s["sim_minutes"] == 10.0
+    line = next(ln for ln in text.splitlines() if ln.startswith("proposals / min"))
+    assert line.rstrip().endswith("x")
+
+
+def test_bad_options_fail_with_a_clear_message() -> None:
+    r = flashevolve("demo", "--minutes", "0")
+    assert r.returncode == 2
+    assert "minutes must be > 0" in r.stderr
+    r = flashevolve("demo", "--profile", "tpu")
+    assert r.returncode == 2
+    assert "invalid choice: 'tpu'" in r.stderr
