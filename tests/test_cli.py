@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,22 @@ def test_bad_options_fail_with_a_clear_message() -> None:
     r = flashevolve("demo", "--profile", "tpu")
     assert r.returncode == 2
     assert "invalid choice: 'tpu'" in r.stderr
+
+
+def test_ctrl_c_stops_cleanly_and_still_reports() -> None:
+    p = subprocess.Popen(
+        [sys.executable, "-m", "flashevolve_nb.cli", "demo", "--compare"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert p.stderr is not None
+    p.stderr.readline()  # the progress bar's first line: the run has started
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert "interrupted: stopping the run" in err
+    assert "async: stopped because interrupted (Ctrl-C)" in out
+    # The comparison run is not started after Ctrl-C.
+    assert not any(line.startswith("sync:") for line in out.splitlines())
+    assert "seed score (val)" in out

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -18,7 +21,7 @@ from typing import Any
 from flashevolve_nb.cli.progress import ProgressBar
 from flashevolve_nb.cli.table import format_table
 from flashevolve_nb.demo import DemoConfig, demo_pipeline
-from flashevolve_nb.engine import RunResult
+from flashevolve_nb.engine import Pipeline, RunResult
 from flashevolve_nb.engine.bus import EventBus
 from flashevolve_nb.sim import get_profile
 
@@ -131,7 +134,11 @@ def _handle(args: argparse.Namespace) -> int:
     configs = [base]
     if args.compare:
         configs = [_with_mode(base, "async"), _with_mode(base, "sync")]
-    outcomes = [run_demo(c, clock=args.clock, progress=not args.no_progress) for c in configs]
+    outcomes = []
+    for c in configs:
+        outcomes.append(run_demo(c, clock=args.clock, progress=not args.no_progress))
+        if outcomes[-1].result.finish_reason.startswith("interrupted"):
+            break
     print(_summary(outcomes, args.clock))
     if args.json is not None:
         args.json.write_text(json.dumps([_figures(o) for o in outcomes], indent=2))
@@ -155,10 +162,25 @@ def run_demo(config: DemoConfig, *, clock: str = "real", progress: bool = True) 
     loop = _new_loop(clock)
     t0 = time.perf_counter()
     try:
+        _stop_on_ctrl_c(loop, pipeline)
         result = loop.run_until_complete(pipeline.run())
     finally:
         loop.close()
     return DemoOutcome(config, result, time.perf_counter() - t0)
+
+
+def _stop_on_ctrl_c(loop: asyncio.AbstractEventLoop, pipeline: Pipeline) -> None:
+    """First Ctrl-C ends the run cleanly (what was admitted is still reported); a second
+    one interrupts as usual."""
+
+    def interrupted() -> None:
+        loop.remove_signal_handler(signal.SIGINT)
+        print("\ninterrupted: stopping the run (Ctrl-C again to abort)", file=sys.stderr)
+        pipeline.stop("cancel", reason="interrupted (Ctrl-C)")
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        # Not available on Windows event loops or outside the main thread.
+        loop.add_signal_handler(signal.SIGINT, interrupted)
 
 
 def _new_loop(clock: str) -> asyncio.AbstractEventLoop:
