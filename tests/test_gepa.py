@@ -164,3 +164,49 @@ def test_gepa_config_errors_name_the_field() -> None:
     task = RulebookTask(seed=0, **SMALL)
     with pytest.raises(ValueError, match="valset"):
         GepaWorkload(task, task.train, [], task.seed_candidate(), sim.llm("task"))
+
+
+class Flaky:
+    """A task model whose every fifth call fails like an overloaded server."""
+
+    def __init__(self, inner: LLM) -> None:
+        self.inner = inner
+        self.calls = 0
+        self.name = "flaky"
+        self.simulated = True
+
+    async def chat(self, messages: Sequence[Message], **params: Any) -> Completion:
+        self.calls += 1
+        if self.calls % 5 == 0:
+            from flashevolve_nb.llm.protocol import LLMError
+
+            raise LLMError("503 service unavailable (after retries)")
+        return await self.inner.chat(messages, **params)
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_failed_task_calls_score_zero_and_the_run_goes_on() -> None:
+    from flashevolve_nb.engine import Budget
+    from flashevolve_nb.engine.events import LLMCallFinished
+
+    clock = Clock(1.0)
+    sim = Simulator(profile="vllm", seed=0, clock=clock)
+    task = RulebookTask(seed=0, **SMALL)
+    workload = GepaWorkload(
+        task, task.train, task.val, task.seed_candidate(), Flaky(sim.llm("task")),
+        sim.llm("reflection"),
+    )  # fmt: skip
+    pipeline = Pipeline(workload, PipelineConfig(budget=Budget(max_sim_seconds=600)), clock=clock)
+    result = await pipeline.run()
+    errors = [
+        e for e in result.events
+        if isinstance(e, LLMCallFinished) and e.finish_reason == "error"
+    ]  # fmt: skip
+    assert errors, "no failed call recorded"
+    assert {(e.role, e.error) for e in errors} == {
+        ("task", "LLMError: 503 service unavailable (after retries)")
+    }
+    assert result.stats.llm_errors == len(errors)
+    assert result.stats.accepted > 0
+    assert result.stats.items_failed == 0

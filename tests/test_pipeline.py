@@ -223,3 +223,55 @@ async def test_clock_follows_time_scale() -> None:
     result = await pipe.run()
     # Stage sleeps are loop seconds; the clock reports 10 simulated seconds per loop second.
     assert result.stats.sim_seconds == pytest.approx(10 * 12.0)
+
+
+async def test_depth_and_policy_change_live() -> None:
+    wl = ToyWorkload(max_steps=None, workers=8)
+    pipe = Pipeline(wl, PipelineConfig(depth=2))
+    task = asyncio.create_task(pipe.run())
+    await asyncio.sleep(20)
+    assert pipe.steps_in_flight <= 2
+    pipe.set_depth(6)
+    await asyncio.sleep(3)
+    assert pipe.steps_in_flight == 6
+    pipe.set_policy("accept")
+    with pytest.raises(ValueError, match="unknown staleness policy"):
+        pipe.set_policy("never")
+    with pytest.raises(ValueError, match="depth must be >= 1"):
+        pipe.set_depth(0)
+    pipe.stop("cancel")
+    result = await task
+    controls = [(e.action, e.value) for e in result.events if isinstance(e, StageControl)]
+    assert ("depth", "6") in controls and ("policy", "accept") in controls
+    assert max(steps_in_flight_over_time(result.events)) == 6
+
+
+async def test_sync_mode_refuses_a_deeper_pipeline() -> None:
+    pipe = Pipeline(ToyWorkload(max_steps=1), PipelineConfig(mode="sync", depth=8))
+    assert pipe.depth == 1
+    assert all(s.target_workers == 1 for s in pipe.stages)
+    with pytest.raises(ValueError, match="one step at a time"):
+        pipe.set_depth(4)
+    await pipe.run()
+
+
+async def test_wall_budget_follows_the_loop_clock() -> None:
+    # On a virtual loop the wall budget is in loop seconds (real seconds otherwise).
+    r = await Pipeline(ToyWorkload(), PipelineConfig(budget=Budget(max_wall_seconds=7))).run()
+    assert r.finish_reason == "max_wall_seconds=7 reached"
+
+
+async def test_snapshot_is_immutable_and_describes_the_run() -> None:
+    pipe = Pipeline(ToyWorkload(max_steps=None), PipelineConfig(depth=3))
+    task = asyncio.create_task(pipe.run())
+    await asyncio.sleep(5.5)
+    snap = pipe.snapshot()
+    assert snap.state == "running" and snap.depth == 3 and snap.steps_in_flight == 3
+    assert [s.name for s in snap.stages] == ["a", "b", "c"]
+    assert sum(s.busy + s.queued for s in snap.stages) == 3
+    assert snap.pool.version == len(snap.pool.entries) >= 1
+    with pytest.raises(AttributeError):
+        snap.depth = 4  # type: ignore[misc]
+    pipe.stop("cancel")
+    await task
+    assert pipe.snapshot().state == "finished"

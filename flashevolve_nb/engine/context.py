@@ -8,6 +8,7 @@ budget; ids and randomness come from the run so that a seed reproduces it.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -64,10 +65,15 @@ class StageContext:
         ok = False
         completion: Completion | None = None
         error = ""
+        outcome = "error"
         try:
             completion = await llm.chat(messages, **params)
             ok = True
             return completion
+        except asyncio.CancelledError:
+            # The run was stopped or its deadline came: not a backend failure.
+            error, outcome = "cancelled", "cancelled"
+            raise
         except BaseException as exc:
             error = f"{type(exc).__name__}: {exc}"
             raise
@@ -87,7 +93,7 @@ class StageContext:
                     prompt_tokens=usage.prompt_tokens if usage else 0,
                     completion_tokens=usage.completion_tokens if usage else 0,
                     latency=completion.latency if completion else 0.0,
-                    finish_reason=completion.finish_reason if completion else "error",
+                    finish_reason=completion.finish_reason if completion else outcome,
                     error=error,
                 )
             )

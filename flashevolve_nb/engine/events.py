@@ -142,6 +142,8 @@ class LLMCallStarted(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LLMCallFinished(Event):
+    """``finish_reason`` is the model's (``stop``, ``length``) or ``error`` / ``cancelled``."""
+
     kind: ClassVar[str] = "llm_call_finished"
     call_id: int
     role: str

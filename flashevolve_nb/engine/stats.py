@@ -44,6 +44,7 @@ class RunStats:
     items_failed: int
     llm_calls: int
     llm_errors: int
+    llm_cancelled: int
     prompt_tokens: int
     completion_tokens: int
     inflight_mean: float
@@ -106,7 +107,9 @@ class StatsCollector:
                 self._c["llm_calls"] += 1
                 self._c["prompt_tokens"] += e.prompt_tokens
                 self._c["completion_tokens"] += e.completion_tokens
-                if not e.ok:
+                if e.finish_reason == "cancelled":
+                    self._c["llm_cancelled"] += 1
+                elif not e.ok:
                     self._c["llm_errors"] += 1
         elif isinstance(e, StepStarted):
             self._c["steps"] += 1
@@ -151,6 +154,7 @@ class StatsCollector:
             items_failed=c["items_failed"],
             llm_calls=c["llm_calls"],
             llm_errors=c["llm_errors"],
+            llm_cancelled=c["llm_cancelled"],
             prompt_tokens=c["prompt_tokens"],
             completion_tokens=c["completion_tokens"],
             inflight_mean=area / t if t > 0 else 0.0,

@@ -18,6 +18,7 @@ never needs both rules of a pair, but a prompt may demand both.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -401,6 +402,12 @@ def conflicts_with(rule_id: str) -> frozenset[str]:
     return frozenset(r for pair in CONFLICTS if rule_id in pair for r in pair if r != rule_id)
 
 
+@functools.lru_cache(maxsize=4096)
 def stated_rules(prompt: str) -> frozenset[str]:
-    """Ids of the rules that ``prompt`` states."""
+    """Ids of the rules that ``prompt`` states.
+
+    Cached: one artifact is evaluated on many instances, so the same system
+    prompt is read over and over, and a run's regex searches used to dominate
+    the simulator's CPU time (which on the real clock becomes simulated time).
+    """
     return frozenset(rule.id for rule in RULES if rule.states(prompt))
