@@ -275,3 +275,32 @@ async def test_snapshot_is_immutable_and_describes_the_run() -> None:
     pipe.stop("cancel")
     await task
     assert pipe.snapshot().state == "finished"
+
+
+async def test_a_raising_policy_or_admission_fails_the_item_not_the_run() -> None:
+    from flashevolve_nb.engine import Decision
+
+    class Exploding:
+        name = "exploding"
+
+        async def decide(self, item, staleness, point, ctx):  # type: ignore[no-untyped-def]
+            if item.step % 2:
+                raise RuntimeError("policy bug")
+            return Decision("accept", "fine")
+
+    class BadAdmission(ToyWorkload):
+        def admission(self, item):  # type: ignore[no-untyped-def]
+            if item.step == 3:
+                raise ValueError("no scores for step 3")
+            return super().admission(item)
+
+    pipe = Pipeline(BadAdmission(max_steps=10, workers=4), PipelineConfig(depth=5))
+    pipe.set_policy(Exploding())
+    result = await pipe.run()
+    failed = [e for e in result.events if isinstance(e, ItemFailed)]
+    assert failed
+    assert {e.stage for e in failed} <= {"b", "c", "admit"}
+    assert any("policy bug" in e.error for e in failed)
+    assert result.finish_reason == "the workload has no more steps"
+    finished = [e for e in result.events if isinstance(e, StepFinished)]
+    assert len(finished) == 10

@@ -542,17 +542,7 @@ class Pipeline:
             raise
         except Exception as exc:
             stage.failed += 1
-            self.bus.emit(
-                ItemFailed(
-                    t=self.clock.now(),
-                    stage=stage.name,
-                    item_id=item.id,
-                    step=item.step,
-                    error=f"{type(exc).__name__}: {exc}",
-                    traceback="".join(traceback.format_exception(exc, limit=-4)),
-                )
-            )
-            self._end_item(item, f"failed at {stage.name}")
+            self._item_failed(item, stage.name, exc)
             return
         finally:
             stage.busy -= 1
@@ -577,10 +567,32 @@ class Pipeline:
                 tokens=item.tokens + ctx.tokens,
                 history=(*item.history, (stage.name, t0, t1)),
             )
-            await self._route(idx + 1, out)
+            try:
+                await self._route(idx + 1, out)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # A policy or admission that raises fails this item, not the run.
+                self._item_failed(out, self._point(idx + 1), exc)
+
+    def _point(self, idx: int) -> str:
+        return self.stages[idx].name if idx < len(self.stages) else ADMIT
+
+    def _item_failed(self, item: WorkItem, where: str, exc: Exception) -> None:
+        self.bus.emit(
+            ItemFailed(
+                t=self.clock.now(),
+                stage=where,
+                item_id=item.id,
+                step=item.step,
+                error=f"{type(exc).__name__}: {exc}",
+                traceback="".join(traceback.format_exception(exc, limit=-4)),
+            )
+        )
+        self._end_item(item, f"failed at {where}")
 
     async def _route(self, idx: int, item: WorkItem) -> None:
-        point = self.stages[idx].name if idx < len(self.stages) else ADMIT
+        point = self._point(idx)
         if point in self.decision_points:
             staleness = self.pool.version - item.base_version
             if staleness > 0:
@@ -598,7 +610,10 @@ class Pipeline:
                     )
                 )
                 policy = self.policy
-                decision = await policy.decide(item, staleness, point, self.pool)
+                ctx = StageContext(
+                    self, f"policy:{point}", item.step, f"{item.step}:{point}:{item.id}"
+                )
+                decision = await policy.decide(item, staleness, point, ctx)
                 self.bus.emit(
                     PolicyDecision(
                         t=self.clock.now(),
@@ -610,7 +625,7 @@ class Pipeline:
                         staleness=staleness,
                         decision=decision.action,
                         reason=decision.reason,
-                        tokens=decision.tokens,
+                        tokens=decision.tokens + ctx.tokens,
                     )
                 )
                 if decision.action == "discard":

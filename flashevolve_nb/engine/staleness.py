@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from flashevolve_nb.engine.items import WorkItem
 
 if TYPE_CHECKING:
-    from flashevolve_nb.engine.pool import Pool
+    from flashevolve_nb.engine.context import StageContext
 
 __all__ = ["AcceptPolicy", "Decision", "StalenessPolicy", "make_policy", "policy_names"]
 
@@ -31,13 +31,23 @@ class Decision:
     replacement: WorkItem | None = None
     """For ``patch``: the repaired item that continues instead of the stale one."""
     tokens: int = 0
+    """Tokens spent outside ``ctx.chat`` (calls through ``ctx.chat`` are counted already)."""
 
 
 class StalenessPolicy(Protocol):
     @property
     def name(self) -> str: ...
 
-    async def decide(self, item: WorkItem, staleness: int, point: str, pool: Pool) -> Decision: ...
+    async def decide(
+        self, item: WorkItem, staleness: int, point: str, ctx: StageContext
+    ) -> Decision:
+        """Decide about a stale ``item`` at ``point``.
+
+        ``ctx.pool`` is the pool as it is now (``ctx.pool.since(item.base_version)``
+        is what the item missed); LLM calls go through ``ctx.chat`` so that they
+        are recorded and their tokens counted.
+        """
+        ...
 
 
 @dataclass(frozen=True)
@@ -46,7 +56,9 @@ class AcceptPolicy:
 
     name: str = "accept"
 
-    async def decide(self, item: WorkItem, staleness: int, point: str, pool: Pool) -> Decision:
+    async def decide(
+        self, item: WorkItem, staleness: int, point: str, ctx: StageContext
+    ) -> Decision:
         return Decision("accept", f"accept policy: used as is at staleness {staleness}")
 
 
