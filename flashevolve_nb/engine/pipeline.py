@@ -292,22 +292,24 @@ class Pipeline:
 
     # ---- control (call on the pipeline's loop) ---------------------------
     def pause(self, stage: str | None = None) -> None:
-        """Stop a stage (or, with None, every stage and the head) taking new items."""
-        targets = self.stages if stage is None else [self.stage(stage)]
-        for s in targets:
-            s.queue.set_paused(True)
-        if stage is None:
-            self._head_paused = True
-        self._control(stage or "*", "pause", "")
+        """Stop a stage (or, with None, every stage and the head) taking new items.
+
+        Items already being worked on finish; queues keep filling up to the
+        in-flight bound.
+        """
+        self._set_paused(stage, True)
 
     def resume(self, stage: str | None = None) -> None:
+        self._set_paused(stage, False)
+
+    def _set_paused(self, stage: str | None, paused: bool) -> None:
         targets = self.stages if stage is None else [self.stage(stage)]
         for s in targets:
-            s.queue.set_paused(False)
+            s.queue.set_paused(paused)
         if stage is None:
-            self._head_paused = False
+            self._head_paused = paused
             self._wake_head()
-        self._control(stage or "*", "resume", "")
+        self._control(stage or "*", "pause" if paused else "resume", "")
 
     def set_workers(self, stage: str, n: int, *, source: str = "user") -> None:
         """Change a stage's worker count now; busy workers beyond it finish their item first."""
