@@ -146,6 +146,11 @@ async def test_stop_drain_finishes_in_flight_and_cancel_keeps_admitted() -> None
     result2 = await task2
     assert admitted_before <= {e.artifact.id for e in result2.pool.entries}
     assert pipe2.state == "finished"
+    outcomes = {e.step: e.outcome for e in result2.events if isinstance(e, StepFinished)}
+    assert set(outcomes) == {e.step for e in result2.events if isinstance(e, StepStarted)}
+    assert "cancelled" in outcomes.values()
+    snap = pipe2.snapshot()
+    assert snap.steps_in_flight == 0 and all(s.queued == 0 for s in snap.stages)
 
 
 async def test_budgets_end_the_run() -> None:

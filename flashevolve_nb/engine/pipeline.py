@@ -256,6 +256,7 @@ class Pipeline:
             self._end("cancelled")
             raise
         await self._cancel_all_and_wait()
+        self._close_cancelled_steps()
         self._end(self._finish_reason)
         if self._error is not None:
             raise RunFailed(f"the pipeline failed: {self._error!r}") from self._error
@@ -403,6 +404,15 @@ class Pipeline:
     async def _cancel_all_and_wait(self) -> None:
         tasks = self._cancel_all()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _close_cancelled_steps(self) -> None:
+        """Give every step cut off by a cancel its closing event, so each start has an end."""
+        for step in sorted(self._live):
+            self.bus.emit(StepFinished(t=self.clock.now(), step=step, outcome="cancelled"))
+        self._live.clear()
+        for stage in self.stages:
+            stage.queue.remove_if(lambda _: True)
+        self._queued_at.clear()
 
     def _fail(self, exc: BaseException) -> None:
         """An engine bug: stop everything and surface it from ``run()``."""
