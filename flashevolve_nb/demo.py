@@ -7,16 +7,17 @@ exactly the same demo.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Literal
 
 from flashevolve_nb.clock import Clock
-from flashevolve_nb.engine import Budget, Pipeline, PipelineConfig
+from flashevolve_nb.engine import Budget, Pipeline, PipelineConfig, RunResult
 from flashevolve_nb.engine.bus import EventBus
 from flashevolve_nb.sim import RulebookTask, Simulator
 from flashevolve_nb.workloads.gepa import GepaConfig, GepaWorkload
 
-__all__ = ["DemoConfig", "demo_pipeline"]
+__all__ = ["Demo", "DemoConfig", "HeldOut", "build_demo"]
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,44 @@ class DemoConfig:
             raise ValueError(f"workers must be >= 1 (got {self.workers})")
 
 
-def demo_pipeline(
+@dataclass(frozen=True)
+class HeldOut:
+    """Mean scores on the task's held-out test split (never seen during the run)."""
+
+    seed: float
+    best: float
+
+
+@dataclass(frozen=True)
+class Demo:
+    """A built, not yet started, demo: the pipeline and the parts it was made of."""
+
+    config: DemoConfig
+    pipeline: Pipeline
+    simulator: Simulator
+    task: RulebookTask
+    workload: GepaWorkload
+
+    async def run(self) -> RunResult:
+        return await self.pipeline.run()
+
+    async def held_out(self, result: RunResult) -> HeldOut:
+        """Score the seed and the best artifact on the test split, outside the budget."""
+        seed = next(e.artifact for e in result.pool.entries if e.artifact.origin == "seed")
+        seed_evals, best_evals = await asyncio.gather(
+            self.workload.evaluate(seed, self.task.test),
+            self.workload.evaluate(result.best, self.task.test),
+        )
+        return HeldOut(
+            seed=sum(e.score for e in seed_evals) / len(seed_evals),
+            best=sum(e.score for e in best_evals) / len(best_evals),
+        )
+
+
+def build_demo(
     config: DemoConfig, *, clock: Clock | None = None, bus: EventBus | None = None
-) -> tuple[Pipeline, Simulator, RulebookTask]:
-    """Build (not start) the demo pipeline, its simulator and its task."""
+) -> Demo:
+    """Build (not start) the demo: simulator, task, GEPA workload, pipeline."""
     clock = clock or Clock(config.time_scale)
     sim = Simulator(profile=config.profile, seed=config.seed, clock=clock)
     task = RulebookTask(
@@ -88,4 +123,4 @@ def demo_pipeline(
         clock=clock,
         bus=bus,
     )
-    return pipeline, sim, task
+    return Demo(config, pipeline, sim, task, workload)

@@ -44,7 +44,8 @@ def test_compare_prints_both_runs_and_the_ratio(tmp_path: Path) -> None:
     text = r.stdout
     assert "simulated 'vllm' server" in text
     assert "async/sync" in text
-    for label in ("seed score (val)", "best score (val)", "proposals / min", "accepted / min",
+    for label in ("seed score (val)", "best score (val)", "best score (held-out test)",
+                  "proposals / min", "accepted / min",
                   "in-flight requests, mean", "in-flight requests, peak", "tokens"):  # fmt: skip
         assert label in text
     figures = json.loads(out.read_text())
@@ -53,6 +54,7 @@ def test_compare_prints_both_runs_and_the_ratio(tmp_path: Path) -> None:
     assert a["proposals"] > 0 and s["proposals"] > 0
     assert a["inflight_peak"] > s["inflight_peak"]
     assert a["sim_minutes"] == s["sim_minutes"] == 10.0
+    assert 0.0 <= a["best_test_score"] <= 1.0 and 0.0 <= s["seed_test_score"] <= 1.0
     line = next(ln for ln in text.splitlines() if ln.startswith("proposals / min"))
     assert line.rstrip().endswith("x")
 

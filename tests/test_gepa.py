@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from flashevolve_nb.clock import Clock
-from flashevolve_nb.demo import DemoConfig, demo_pipeline
+from flashevolve_nb.demo import DemoConfig, build_demo
 from flashevolve_nb.engine import Pipeline, PipelineConfig, Pool
 from flashevolve_nb.engine.events import (
     Admitted,
@@ -41,7 +41,7 @@ def rows(events: Sequence[Any]) -> list[tuple[Any, ...]]:
 @pytest.mark.looptime
 @pytest.mark.parametrize("mode", ["async", "sync"])
 async def test_end_to_end_run_improves_on_the_seed(mode: str) -> None:
-    pipeline, _, _ = demo_pipeline(DemoConfig(mode=mode, minutes=20, time_scale=1.0, **SMALL))
+    pipeline = build_demo(DemoConfig(mode=mode, minutes=20, time_scale=1.0, **SMALL)).pipeline
     result = await pipeline.run()
     s = result.stats
     assert result.finish_reason == "max_sim_seconds=1200 reached"
@@ -70,7 +70,7 @@ async def test_end_to_end_run_improves_on_the_seed(mode: str) -> None:
 async def test_same_seed_same_events_other_seed_other_events() -> None:
     async def run(seed: int) -> list[tuple[Any, ...]]:
         cfg = DemoConfig(seed=seed, minutes=8, time_scale=1.0, **SMALL)
-        pipeline, _, _ = demo_pipeline(cfg)
+        pipeline = build_demo(cfg).pipeline
         return rows((await pipeline.run()).events)
 
     first, second, other = await run(3), await run(3), await run(4)

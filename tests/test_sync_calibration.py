@@ -14,16 +14,16 @@ from collections import defaultdict
 
 import pytest
 
-from flashevolve_nb.demo import DemoConfig, demo_pipeline
+from flashevolve_nb.demo import DemoConfig, build_demo
 from flashevolve_nb.engine.events import ItemFinished, LLMCallFinished
 
 
 @pytest.mark.asyncio
 @pytest.mark.looptime
 async def test_sync_mode_spends_most_time_validating() -> None:
-    pipeline, _, _ = demo_pipeline(
+    pipeline = build_demo(
         DemoConfig(mode="sync", n_val=150, n_train=60, n_test=10, minutes=40, time_scale=1.0)
-    )
+    ).pipeline
     result = await pipeline.run()
     per_stage: dict[str, float] = defaultdict(float)
     for e in result.events:

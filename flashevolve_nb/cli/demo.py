@@ -20,7 +20,7 @@ from typing import Any
 
 from flashevolve_nb.cli.progress import ProgressBar
 from flashevolve_nb.cli.table import format_table
-from flashevolve_nb.demo import DemoConfig, demo_pipeline
+from flashevolve_nb.demo import DemoConfig, HeldOut, build_demo
 from flashevolve_nb.engine import Pipeline, RunResult
 from flashevolve_nb.engine.bus import EventBus
 from flashevolve_nb.sim import get_profile
@@ -33,6 +33,7 @@ class DemoOutcome:
     config: DemoConfig
     result: RunResult
     real_seconds: float
+    held_out: HeldOut | None
 
 
 def add_parser(sub: Any) -> None:
@@ -158,15 +159,19 @@ def run_demo(config: DemoConfig, *, clock: str = "real", progress: bool = True) 
     bus = EventBus()
     if progress:
         bus.subscribe(ProgressBar(f"{config.mode:>5}", config.minutes * 60.0))
-    pipeline, _, _ = demo_pipeline(config, bus=bus)
+    demo = build_demo(config, bus=bus)
     loop = _new_loop(clock)
     t0 = time.perf_counter()
     try:
-        _stop_on_ctrl_c(loop, pipeline)
-        result = loop.run_until_complete(pipeline.run())
+        _stop_on_ctrl_c(loop, demo.pipeline)
+        result = loop.run_until_complete(demo.run())
+        real = time.perf_counter() - t0
+        held_out = None
+        if not result.finish_reason.startswith("interrupted"):
+            held_out = loop.run_until_complete(demo.held_out(result))
     finally:
         loop.close()
-    return DemoOutcome(config, result, time.perf_counter() - t0)
+    return DemoOutcome(config, result, real, held_out)
 
 
 def _stop_on_ctrl_c(loop: asyncio.AbstractEventLoop, pipeline: Pipeline) -> None:
@@ -203,6 +208,8 @@ def _figures(o: DemoOutcome) -> dict[str, Any]:
         "real_seconds": o.real_seconds,
         "seed_score": s.seed_score,
         "best_score": s.best_score,
+        "seed_test_score": o.held_out.seed if o.held_out else float("nan"),
+        "best_test_score": o.held_out.best if o.held_out else float("nan"),
         "steps": s.steps,
         "proposals": s.proposals,
         "proposals_failed": s.proposals_failed,
@@ -222,6 +229,8 @@ def _figures(o: DemoOutcome) -> dict[str, Any]:
 _ROWS: list[tuple[str, str, Callable[[float], str], bool]] = [
     ("seed score (val)", "seed_score", "{:.3f}".format, False),
     ("best score (val)", "best_score", "{:.3f}".format, False),
+    ("seed score (held-out test)", "seed_test_score", "{:.3f}".format, False),
+    ("best score (held-out test)", "best_test_score", "{:.3f}".format, False),
     ("evolution steps", "steps", "{:.0f}".format, True),
     ("proposals", "proposals", "{:.0f}".format, True),
     ("failed proposals", "proposals_failed", "{:.0f}".format, False),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -33,7 +33,7 @@ from flashevolve_nb.engine import (
 )
 from flashevolve_nb.engine.events import GateResult, ProposalFailed, ProposalMade, ValidationDone
 from flashevolve_nb.engine.workload import SeedEntry
-from flashevolve_nb.llm.protocol import LLM, LLMError, Message
+from flashevolve_nb.llm.protocol import LLM, Completion, LLMError, Message
 from flashevolve_nb.workloads.gepa.prompts import (
     ReflectionExample,
     parse_reflection_answer,
@@ -310,22 +310,44 @@ class GepaWorkload:
     async def _evaluate(
         self, ctx: StageContext, artifact: Artifact, instances: Sequence[Any]
     ) -> list[Evaluation]:
-        """Run the task model on every instance, ``request_concurrency`` at a time."""
+        """Run the task model on every instance inside a run: recorded and budgeted."""
+
+        async def chat(messages: Sequence[Message], **params: Any) -> Completion:
+            return await ctx.chat(self.task_lm, messages, role="task", **params)
+
+        evals = await self._run_task(artifact.components, instances, chat)
+        ctx.count_metric_calls(len(evals))
+        return evals
+
+    async def evaluate(
+        self, candidate: Mapping[str, str], instances: Sequence[Any]
+    ) -> list[Evaluation]:
+        """Score ``candidate`` outside any run, e.g. the best one on a held-out test split.
+
+        Uses the task model directly: no events, not counted in any budget.
+        """
+        return await self._run_task(candidate, instances, self.task_lm.chat)
+
+    async def _run_task(
+        self,
+        components: Mapping[str, str],
+        instances: Sequence[Any],
+        chat: Callable[..., Awaitable[Completion]],
+    ) -> list[Evaluation]:
+        """Every instance through the task model, ``request_concurrency`` at a time."""
         limit = asyncio.Semaphore(self.config.request_concurrency)
         params = dict(self.config.task_params)
         if self.config.task_max_tokens is not None:
             params["max_tokens"] = self.config.task_max_tokens
 
         async def one(inst: Any) -> Evaluation:
-            messages: list[Message] = list(self.task.messages(artifact.components, inst))
+            messages: list[Message] = list(self.task.messages(components, inst))
             async with limit:
                 try:
-                    completion = await ctx.chat(self.task_lm, messages, role="task", **params)
+                    completion = await chat(messages, **params)
                 except LLMError as exc:
                     # As gepa's adapters do: a failed example scores 0 and says why.
-                    ctx.count_metric_calls(1)
                     return Evaluation(inst.id, "", 0.0, f"The model call failed: {exc}")
-            ctx.count_metric_calls(1)
             scored = self.task.score(inst, completion.text)
             return Evaluation(inst.id, completion.text, float(scored.score), scored.feedback)
 
