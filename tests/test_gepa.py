@@ -57,6 +57,11 @@ async def test_end_to_end_run_improves_on_the_seed(mode: str) -> None:
     assert [e.version for e in admitted] == list(range(1, len(admitted) + 1))
     for g in (e for e in events if isinstance(e, GateResult)):
         assert g.passed == (g.child_score > g.parent_score)
+    # Every step says how it ended.
+    outcomes = [e.outcome for e in events if isinstance(e, StepFinished)]
+    kinds = {o.split(":")[0] for o in outcomes}
+    assert "admitted" in kinds and "gated out" in kinds
+    assert kinds <= {"admitted", "gated out", "proposal failed", "skipped", "cancelled"}
     if mode == "sync":
         live = 0
         for e in events:

@@ -30,6 +30,11 @@ class StageContext:
         self.step = step
         self.rng = random.Random(f"{pipeline.seed}:{rng_key}")
         self.tokens = 0
+        self.outcome = ""
+
+    def end_step(self, outcome: str) -> None:
+        """Say why this stage ends the step (it returns no items): shown in StepFinished."""
+        self.outcome = outcome
 
     @property
     def pool(self) -> Pool:

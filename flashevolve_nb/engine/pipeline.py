@@ -571,7 +571,7 @@ class Pipeline:
             )
         )
         if not outputs:
-            self._end_item(item, f"ended at {stage.name}")
+            self._end_item(item, ctx.outcome or f"ended at {stage.name}")
             return
         self._live[item.step] += len(outputs) - 1
         for out in outputs:

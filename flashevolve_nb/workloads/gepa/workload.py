@@ -229,6 +229,7 @@ class GepaWorkload:
         if self.config.skip_perfect_score and all(
             e.score >= self.config.perfect_score for e in evals
         ):
+            ctx.end_step("skipped: the parent is already perfect on this minibatch")
             return []
         return [item.evolve(payload=_replace(p, parent_evals=tuple(evals)))]
 
@@ -257,6 +258,7 @@ class GepaWorkload:
                     reason=reason, answer_excerpt=completion.text[-400:],
                 )
             )  # fmt: skip
+            ctx.end_step(f"proposal failed: {reason}")
             return []
         child = parent.derive(
             ctx.new_id("a"),
@@ -291,6 +293,9 @@ class GepaWorkload:
             )
         )  # fmt: skip
         if not passed:
+            ctx.end_step(
+                f"gated out: child {child_sum:g} <= parent {parent_sum:g} on the minibatch"
+            )
             return []
         return [item.evolve(payload=_replace(p, child_evals=tuple(evals)))]
 
