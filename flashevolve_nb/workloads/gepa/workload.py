@@ -154,7 +154,6 @@ class GepaWorkload:
         # Round-robin component choice, per parent artifact (as in gepa).
         self._next_component: dict[str, int] = {}
         self._components = list(self.seed_candidate)
-        self._artifacts: dict[str, Artifact] = {}
 
     # ---- Workload protocol ----------------------------------------------
     default_decision_points: tuple[str, ...] = ("validate", "admit")
@@ -199,7 +198,6 @@ class GepaWorkload:
                 score=sum(scores) / len(scores), instances=len(scores),
             )
         )  # fmt: skip
-        self._artifacts[artifact.id] = artifact
         return [(artifact, scores)]
 
     def begin_step(
@@ -268,7 +266,6 @@ class GepaWorkload:
             created_at=ctx.now(),
             note=f"reflective proposal for {p.component!r}",
         )
-        self._artifacts[child.id] = child
         self._next_component[child.id] = self._next_component.get(parent.id, 0)
         ctx.count_proposal()
         ctx.emit(
