@@ -19,14 +19,15 @@ from __future__ import annotations
 import asyncio
 import random
 import traceback
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from flashevolve_nb.clock import Clock
 from flashevolve_nb.engine.artifact import Artifact
-from flashevolve_nb.engine.budget import Budget, BudgetTracker
+from flashevolve_nb.engine.budget import BudgetTracker
 from flashevolve_nb.engine.bus import EventBus, Recorder
+from flashevolve_nb.engine.config import Mode, PipelineConfig
 from flashevolve_nb.engine.context import StageContext
 from flashevolve_nb.engine.events import (
     Admitted,
@@ -58,43 +59,9 @@ __all__ = ["ADMIT", "Pipeline", "PipelineConfig", "PipelineSnapshot", "RunFailed
 ADMIT = "admit"
 """The name of the decision point just before admission."""
 
-Mode = Literal["async", "sync"]
-
 
 class RunFailed(RuntimeError):
     """The run could not go on (its seed evaluation or the engine itself failed)."""
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """How to schedule a workload.
-
-    ``depth`` bounds the evolution steps in flight; ``workers`` overrides the
-    workload's per-stage worker counts; ``decision_points`` names the stages
-    before which (and ``"admit"``, before admission) stale items meet the
-    staleness policy. In ``sync`` mode depth and workers are forced to 1.
-    """
-
-    mode: Mode = "async"
-    depth: int = 16
-    workers: Mapping[str, int] = field(default_factory=dict)
-    policy: str = "accept"
-    decision_points: tuple[str, ...] | None = None
-    """None: the workload's ``default_decision_points`` (else just before admission)."""
-    seed: int = 0
-    budget: Budget = field(default_factory=Budget)
-    event_history: int | None = None
-    """Keep only the most recent N events in memory (None keeps all)."""
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("async", "sync"):
-            raise ValueError(f"PipelineConfig.mode must be 'async' or 'sync' (got {self.mode!r})")
-        if self.depth < 1:
-            raise ValueError(f"PipelineConfig.depth must be >= 1 (got {self.depth})")
-        for name, n in self.workers.items():
-            if n < 0:
-                raise ValueError(f"PipelineConfig.workers[{name!r}] must be >= 0 (got {n})")
-        make_policy(self.policy)
 
 
 @dataclass(frozen=True, slots=True)
