@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+import flashevolve_nb
 from flashevolve_nb.cli import demo
 
 __all__ = ["main"]
@@ -16,6 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flashevolve",
         description="Fast, observable, steerable asynchronous LLM-based evolution (FlashEvolve).",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {flashevolve_nb.__version__}"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo.add_parser(sub)
