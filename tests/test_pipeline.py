@@ -309,3 +309,45 @@ async def test_a_raising_policy_or_admission_fails_the_item_not_the_run() -> Non
     assert result.finish_reason == "the workload has no more steps"
     finished = [e for e in result.events if isinstance(e, StepFinished)]
     assert len(finished) == 10
+
+
+async def test_cancelling_the_run_task_winds_everything_down() -> None:
+    pipe = Pipeline(ToyWorkload(max_steps=None), PipelineConfig(depth=4))
+    task = asyncio.create_task(pipe.run())
+    await asyncio.sleep(7)
+    admitted = {e.artifact.id for e in pipe.pool}
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert pipe.state == "cancelled"
+    assert admitted <= {e.artifact.id for e in pipe.pool}
+    assert all(not w for w in pipe._workers)
+    kinds = [e.kind for e in pipe.recorder.events]
+    assert kinds[-1] == "run_finished"
+    assert kinds.count("step_started") == kinds.count("step_finished")
+
+
+async def test_a_workload_without_a_seed_is_refused() -> None:
+    class NoSeed(ToyWorkload):
+        async def seed(self, ctx):  # type: ignore[no-untyped-def]
+            return []
+
+    with pytest.raises(RunFailed, match="no seed artifact"):
+        await Pipeline(NoSeed(), PipelineConfig()).run()
+
+
+async def test_drain_resumes_paused_stages_so_it_can_finish() -> None:
+    pipe = Pipeline(ToyWorkload(max_steps=None), PipelineConfig(depth=3))
+    task = asyncio.create_task(pipe.run())
+    await asyncio.sleep(4)
+    pipe.pause("c")
+    await asyncio.sleep(20)
+    assert len(pipe.stage("c").queue) > 0
+    pipe.stop("drain")
+    result = await asyncio.wait_for(task, timeout=60)
+    assert result.finish_reason == "stopped"
+    outcomes = [e.outcome for e in result.events if isinstance(e, StepFinished)]
+    assert "cancelled" not in outcomes
+    assert ("c", "resume") in [
+        (e.stage, e.action) for e in result.events if e.kind == "stage_control"
+    ]

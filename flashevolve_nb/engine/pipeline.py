@@ -219,7 +219,10 @@ class Pipeline:
         try:
             await asyncio.shield(self._done)
         except asyncio.CancelledError:
-            self._cancel_all()
+            # Cancelled from outside: wind the tasks down before letting go, so
+            # none is left pending on a loop that may be about to close.
+            await self._cancel_all_and_wait()
+            self._close_cancelled_steps()
             self._end("cancelled")
             raise
         await self._cancel_all_and_wait()
@@ -233,6 +236,8 @@ class Pipeline:
         ctx = StageContext(self, "seed", 0, "seed")
         for artifact, scores in await self.workload.seed(ctx):
             self._admit_scores(0, artifact, scores)
+        if not len(self.pool):
+            raise ValueError("the workload gave no seed artifact to start from")
 
     def result(self) -> RunResult:
         return RunResult(
@@ -318,13 +323,18 @@ class Pipeline:
     def stop(self, mode: Literal["drain", "cancel"] = "drain", reason: str = "stopped") -> None:
         """End the run: ``drain`` finishes the steps in flight, ``cancel`` drops them.
 
-        Either way every artifact already admitted stays in the pool.
+        Either way every artifact already admitted stays in the pool. Draining
+        resumes paused stages, since a paused stage could never drain.
         """
         if mode not in ("drain", "cancel"):
             raise ValueError(f"stop mode must be 'drain' or 'cancel' (got {mode!r})")
         if self._state != "running":
             return
         self._control("*", "stop", mode)
+        if mode == "drain":
+            for s in self.stages:
+                if s.paused:
+                    self._set_paused(s.name, False)
         self._begin_stop(reason, cancel=mode == "cancel")
 
     # ---- internals -------------------------------------------------------
