@@ -42,6 +42,8 @@ class DemoConfig:
     n_test: int = 100
     candidate_selection: str = "pareto"
     gepa: GepaConfig | None = field(default=None, repr=False)
+    """A full GEPA configuration; when given it replaces ``minibatch_size``,
+    ``request_concurrency``, ``candidate_selection`` and ``workers``."""
 
     def __post_init__(self) -> None:
         if self.minutes <= 0:

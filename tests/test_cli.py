@@ -13,7 +13,7 @@ from flashevolve_nb.cli import build_parser
 
 def flashevolve(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flashevolve_nb.cli", *args],
+        [sys.executable, "-m", "flashevolve_nb", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -70,7 +70,7 @@ def test_bad_options_fail_with_a_clear_message() -> None:
 
 def test_ctrl_c_stops_cleanly_and_still_reports() -> None:
     p = subprocess.Popen(
-        [sys.executable, "-m", "flashevolve_nb.cli", "demo", "--compare"],
+        [sys.executable, "-m", "flashevolve_nb", "demo", "--compare"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -21,7 +21,7 @@ from flashevolve_nb.engine.events import (
     StepStarted,
     ValidationDone,
 )
-from flashevolve_nb.llm.protocol import LLM, Completion, Message
+from flashevolve_nb.llm.protocol import LLM, Completion, LLMError, Message
 from flashevolve_nb.sim import RulebookTask, Simulator
 from flashevolve_nb.workloads.gepa import EpochShuffledSampler, GepaConfig, GepaWorkload
 
@@ -84,21 +84,35 @@ async def test_same_seed_same_events_other_seed_other_events() -> None:
     assert first != other
 
 
-class Sloppy:
-    """Wraps the simulated reflection model and spoils some of its answers."""
+class Wrapped:
+    """An LLM that passes calls to a simulated one; subclasses spoil some of them."""
+
+    name = "wrapped"
+    simulated = True
 
     def __init__(self, inner: LLM) -> None:
         self.inner = inner
         self.calls = 0
-        self.name = "sloppy"
-        self.simulated = True
+        self.answered = 0
 
     async def chat(self, messages: Sequence[Message], **params: Any) -> Completion:
-        c = await self.inner.chat(messages, **params)
         self.calls += 1
-        if self.calls % 3 == 1:
+        completion = await self.spoil(self.calls, messages, params)
+        self.answered += 1  # calls cancelled at the deadline never answer
+        return completion
+
+    async def spoil(self, n: int, messages: Sequence[Message], params: Any) -> Completion:
+        return await self.inner.chat(messages, **params)
+
+
+class Sloppy(Wrapped):
+    """Two reflection answers in three are unusable: no fence, or cut off."""
+
+    async def spoil(self, n: int, messages: Sequence[Message], params: Any) -> Completion:
+        c = await self.inner.chat(messages, **params)
+        if n % 3 == 1:
             return Completion("Looks good to me, keep it.", c.usage, c.latency, "stop")
-        if self.calls % 3 == 2:
+        if n % 3 == 2:
             return Completion(c.text[: len(c.text) // 2], c.usage, c.latency, "length")
         return c
 
@@ -124,8 +138,8 @@ async def test_malformed_reflections_are_recorded_and_never_adopted() -> None:
     assert any("no fenced block" in e.reason for e in failed)
     assert any(e.answer_excerpt == "Looks good to me, keep it." for e in failed)
     made = [e for e in result.events if isinstance(e, ProposalMade)]
-    assert len(failed) >= 2 * sloppy.calls // 3 - 2
-    assert len(made) + len(failed) == sloppy.calls
+    assert len(failed) >= sloppy.answered // 2
+    assert len(made) + len(failed) == sloppy.answered
     # The run went on: good answers were still proposed and admitted.
     assert result.stats.accepted > 0
     assert result.stats.proposals_failed == len(failed)
@@ -171,20 +185,11 @@ def test_gepa_config_errors_name_the_field() -> None:
         GepaWorkload(task, task.train, [], task.seed_candidate(), sim.llm("task"))
 
 
-class Flaky:
-    """A task model whose every fifth call fails like an overloaded server."""
+class Flaky(Wrapped):
+    """Every fifth task call fails like an overloaded server."""
 
-    def __init__(self, inner: LLM) -> None:
-        self.inner = inner
-        self.calls = 0
-        self.name = "flaky"
-        self.simulated = True
-
-    async def chat(self, messages: Sequence[Message], **params: Any) -> Completion:
-        self.calls += 1
-        if self.calls % 5 == 0:
-            from flashevolve_nb.llm.protocol import LLMError
-
+    async def spoil(self, n: int, messages: Sequence[Message], params: Any) -> Completion:
+        if n % 5 == 0:
             raise LLMError("503 service unavailable (after retries)")
         return await self.inner.chat(messages, **params)
 

@@ -14,16 +14,15 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from flashevolve_nb.cli.progress import ProgressBar
 from flashevolve_nb.cli.table import format_table
 from flashevolve_nb.demo import DemoConfig, HeldOut, build_demo
 from flashevolve_nb.engine import Pipeline, RunResult
 from flashevolve_nb.engine.bus import EventBus
-from flashevolve_nb.sim import get_profile
 
 __all__ = ["add_parser", "run_demo"]
 
@@ -118,7 +117,6 @@ def add_parser(sub: Any) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    get_profile(args.profile)
     base = DemoConfig(
         mode=args.mode,
         profile=args.profile,
@@ -147,11 +145,8 @@ def _handle(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_mode(c: DemoConfig, mode: str) -> DemoConfig:
-    d = asdict(c)
-    d["mode"] = mode
-    d.pop("gepa")
-    return DemoConfig(**d)
+def _with_mode(c: DemoConfig, mode: Literal["async", "sync"]) -> DemoConfig:
+    return replace(c, mode=mode)
 
 
 def run_demo(config: DemoConfig, *, clock: str = "real", progress: bool = True) -> DemoOutcome:

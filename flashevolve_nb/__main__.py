@@ -1,3 +1,5 @@
+"""``python -m flashevolve_nb``: the ``flashevolve`` command, with no script on PATH needed."""
+
 from __future__ import annotations
 
 import sys
