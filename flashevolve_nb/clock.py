@@ -32,10 +32,10 @@ class Clock:
     def started(self) -> bool:
         return self._loop is not None
 
-    def start(self) -> None:
-        """Bind to the running loop and set simulated time zero to now."""
+    def start(self, at: float = 0.0) -> None:
+        """Bind to the running loop; the clock reads ``at`` now (0, or where a resumed run was)."""
         self._loop = asyncio.get_running_loop()
-        self._origin = self._loop.time()
+        self._origin = self._loop.time() - at / self.time_scale
 
     def now(self) -> float:
         """Simulated seconds since start (0.0 before start)."""

@@ -8,12 +8,17 @@ exactly the same demo.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from flashevolve_nb.clock import Clock
 from flashevolve_nb.engine import Budget, Pipeline, PipelineConfig, RunResult
 from flashevolve_nb.engine.bus import EventBus
+from flashevolve_nb.engine.controller import ControllerParams
+from flashevolve_nb.engine.speculation import SpeculationConfig
+from flashevolve_nb.llm.breaker import CircuitBreaker
+from flashevolve_nb.llm.protocol import LLM
 from flashevolve_nb.sim import RulebookTask, Simulator
 from flashevolve_nb.workloads.gepa import GepaConfig, GepaWorkload
 
@@ -41,15 +46,107 @@ class DemoConfig:
     n_val: int = 40
     n_test: int = 100
     candidate_selection: str = "pareto"
+    policy: str = "accept"
+    """Staleness policy: accept, guarded[:DELTA], discard, reflective or meta."""
+    validate_workers: int | None = None
+    """Workers of the validation stage (default: ``workers``)."""
+    staleness_lab: bool = False
+    """Make staleness happen on purpose, for teaching: a deep pipeline (depth >= 32)
+    with a slow validation stage (2 workers), so proposals arrive versions behind."""
+    controller: Literal["fixed", "adaptive"] = "fixed"
+    """``adaptive``: the controller moves workers and sizes the pipeline as the run goes
+    (async mode only; the synchronous comparison run always stays fixed)."""
+    controller_params: ControllerParams | None = field(default=None, repr=False)
+    alpha: float | Mapping[str, float] = 1.0
+    """Speculative completion: a stage hands its output on once this fraction of its
+    requests is in (1: wait for all). A number applies to rollout and validate."""
+    speculative_validation: bool = False
+    """Admit a candidate whose validation prefix beats its parent's before the rest is in
+    (needs ``alpha`` < 1 for validate). Async mode only."""
+    max_proposals: int | None = None
+    """Also stop after this many proposals."""
+    breaker_failures: int | None = None
+    """Wrap each model in a circuit breaker that opens after this many consecutive
+    failed calls (None: no breaker)."""
+    breaker_cooldown: float = 60.0
+    """Simulated seconds an open breaker holds calls back before a probe."""
     gepa: GepaConfig | None = field(default=None, repr=False)
     """A full GEPA configuration; when given it replaces ``minibatch_size``,
     ``request_concurrency``, ``candidate_selection`` and ``workers``."""
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         if self.minutes <= 0:
             raise ValueError(f"minutes must be > 0 (got {self.minutes})")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1 (got {self.workers})")
+        if self.validate_workers is not None and self.validate_workers < 1:
+            raise ValueError(f"validate_workers must be >= 1 (got {self.validate_workers})")
+        if self.controller not in ("fixed", "adaptive"):
+            raise ValueError(f"controller must be 'fixed' or 'adaptive' (got {self.controller!r})")
+        try:
+            self.speculation()
+        except ValueError as exc:
+            raise ValueError(f"speculation: {exc}") from None
+        from flashevolve_nb.engine.staleness import make_policy
+
+        try:
+            make_policy(self.policy)
+        except ValueError as exc:
+            raise ValueError(f"policy: {exc}") from None
+
+    def speculation(self) -> SpeculationConfig:
+        """The run's speculation settings (none in sync mode: that is GEPA's schedule)."""
+        if self.mode == "sync":
+            return SpeculationConfig()
+        return SpeculationConfig(alpha=self.alpha, validation=self.speculative_validation)
+
+
+def _check_fields(c: DemoConfig) -> None:
+    """Fail at once, naming the field and a valid value, before anything is built."""
+    from flashevolve_nb.engine.selection import make_selector
+    from flashevolve_nb.sim.profiles import get_profile
+
+    def bad(name: str, want: str, example: str) -> ValueError:
+        value = getattr(c, name)
+        return ValueError(
+            f"DemoConfig.{name} must be {want} (got {type(value).__name__} {value!r}); "
+            f"e.g. {name}={example}"
+        )
+
+    if c.mode not in ("async", "sync"):
+        raise bad("mode", "'async' or 'sync'", "'async'")
+    for name, minimum, example in (
+        ("seed", None, "0"), ("depth", 1, "16"), ("workers", None, "8"),
+        ("minibatch_size", 1, "3"), ("request_concurrency", 1, "10"),
+        ("n_train", 1, "60"), ("n_val", 1, "40"), ("n_test", 1, "100"),
+    ):  # fmt: skip
+        value = getattr(c, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad(name, "an int", example)
+        if minimum is not None and value < minimum:
+            raise bad(name, f"an int >= {minimum}", example)
+    for name, example in (
+        ("max_metric_calls", "2000"), ("max_proposals", "500"), ("breaker_failures", "5"),
+    ):  # fmt: skip
+        value = getattr(c, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):  # fmt: skip
+            raise bad(name, "an int >= 1 or None", example)
+    for name, example in (("minutes", "30"), ("time_scale", "120"), ("breaker_cooldown", "60")):
+        value = getattr(c, name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad(name, "a number", example)
+        if name != "minutes" and not value > 0:  # minutes: checked below, as it always was
+            raise bad(name, "a number > 0", example)
+    try:
+        get_profile(c.profile)
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"DemoConfig.profile: {exc}; e.g. profile='vllm'") from None
+    try:
+        make_selector(c.candidate_selection)
+    except ValueError as exc:
+        raise ValueError(f"DemoConfig.candidate_selection: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -87,42 +184,95 @@ class Demo:
 
 
 def build_demo(
-    config: DemoConfig, *, clock: Clock | None = None, bus: EventBus | None = None
+    config: DemoConfig,
+    *,
+    clock: Clock | None = None,
+    bus: EventBus | None = None,
+    llms: LLM | Mapping[str, LLM] | None = None,
 ) -> Demo:
-    """Build (not start) the demo: simulator, task, GEPA workload, pipeline."""
+    """Build (not start) the demo: simulator, task, GEPA workload, pipeline.
+
+    ``llms``: the models to use instead of the in-process simulator, one for
+    every role or one per role (``task``, ``reflection``, ``repair``; a missing
+    role uses ``task``'s), e.g. an ``OpenAIBackend`` pointed at
+    ``flashevolve sim-server`` or at a vLLM server.
+    """
     clock = clock or Clock(config.time_scale)
     sim = Simulator(profile=config.profile, seed=config.seed, clock=clock)
+
+    breakers: list[CircuitBreaker] = []
+
+    def lm(role: str) -> LLM:
+        model = _model(role)
+        if config.breaker_failures is None:
+            return model
+        breakers.append(
+            CircuitBreaker(
+                model,
+                failures=config.breaker_failures,
+                cooldown=config.breaker_cooldown,
+                name=f"{role}: {model.name}",
+            )
+        )
+        return breakers[-1]
+
+    def _model(role: str) -> LLM:
+        if llms is None:
+            return sim.llm(role)
+        if isinstance(llms, Mapping):
+            chosen = llms.get(role, llms.get("task"))
+            if chosen is None:
+                raise ValueError(f"llms names no model for {role!r} and none for 'task'")
+            return chosen
+        return llms
+
     task = RulebookTask(
         seed=config.seed, n_train=config.n_train, n_val=config.n_val, n_test=config.n_test
     )
     stage_names = ("rollout", "propose", "gate", "validate")
+    workers = dict.fromkeys(stage_names, config.workers)
+    depth = config.depth
+    if config.validate_workers is not None:
+        workers["validate"] = config.validate_workers
+    if config.staleness_lab:
+        depth = max(depth, 32)
+        workers["validate"] = min(workers["validate"], 2)
     gepa = config.gepa or GepaConfig(
         minibatch_size=config.minibatch_size,
         request_concurrency=config.request_concurrency,
         candidate_selection=config.candidate_selection,
-        workers=dict.fromkeys(stage_names, config.workers),
+        workers=workers,
     )
     workload = GepaWorkload(
         task,
         task.train,
         task.val,
         task.seed_candidate(),
-        task_lm=sim.llm("task"),
-        reflection_lm=sim.llm("reflection"),
+        task_lm=lm("task"),
+        reflection_lm=lm("reflection"),
         config=gepa,
         seed=config.seed,
+        repair_lm=lm("repair"),
     )
     pipeline = Pipeline(
         workload,
         PipelineConfig(
             mode=config.mode,
-            depth=config.depth,
+            depth=depth,
             seed=config.seed,
+            policy=config.policy,
+            speculation=config.speculation(),
+            controller=config.controller if config.mode == "async" else "fixed",
+            controller_params=config.controller_params or ControllerParams(),
             budget=Budget(
-                max_sim_seconds=config.minutes * 60.0, max_metric_calls=config.max_metric_calls
+                max_sim_seconds=config.minutes * 60.0,
+                max_metric_calls=config.max_metric_calls,
+                max_proposals=config.max_proposals,
             ),
         ),
         clock=clock,
         bus=bus,
     )
+    for breaker in breakers:
+        breaker.attach(pipeline)
     return Demo(config, pipeline, sim, task, workload)

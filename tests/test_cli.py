@@ -85,3 +85,34 @@ def test_ctrl_c_stops_cleanly_and_still_reports() -> None:
     # The comparison run is not started after Ctrl-C.
     assert not any(line.startswith("sync:") for line in out.splitlines())
     assert "seed score (val)" in out
+
+
+def test_each_staleness_policy_runs_offline_and_prints_its_stats(tmp_path: Path) -> None:
+    for policy in ("accept", "guarded:1", "discard", "reflective", "meta"):
+        out = tmp_path / f"{policy}.json"
+        r = flashevolve(
+            "demo", "--staleness", policy, "--clock", "virtual", "--minutes", "8",
+            "--no-progress", "--json", str(out),
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        name = policy.split(":")[0]
+        assert f"staleness (async, policy {policy}):" in r.stdout
+        fig = json.loads(out.read_text())[0]
+        assert fig["stale_seen"] > 0, policy
+        decisions = fig["decisions"]
+        assert sum(decisions.values()) >= fig["stale_seen"] - 1
+        if name == "accept":
+            assert set(decisions) == {"accept"}
+        if name == "discard":
+            assert set(decisions) == {"discard"}
+        if name == "reflective":
+            assert decisions.get("patch", 0) > 0 and fig["repair_tokens"] > 0
+        if name == "meta":
+            assert decisions.get("defer", 0) > 0
+
+
+def test_a_bad_staleness_policy_is_refused_with_the_choices() -> None:
+    r = flashevolve("demo", "--staleness", "sometimes")
+    assert r.returncode == 2
+    assert "unknown staleness policy 'sometimes'" in r.stderr
+    assert "reflective" in r.stderr

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 import flashevolve_nb
-from flashevolve_nb.cli import demo
+from flashevolve_nb.cli import demo, run, sim_server
 
 __all__ = ["main"]
 
@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo.add_parser(sub)
+    sim_server.add_parser(sub)
+    run.add_parser(sub)
     return parser
 
 

@@ -32,6 +32,13 @@ class Budget:
     def __post_init__(self) -> None:
         for name in ("max_metric_calls", "max_proposals", "max_sim_seconds", "max_wall_seconds"):
             value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise ValueError(
+                    f"Budget.{name} must be a number or None (got {type(value).__name__} "
+                    f"{value!r}); e.g. Budget({name}=100)"
+                )
             if value is not None and not value > 0:
                 raise ValueError(f"Budget.{name} must be > 0 or None (got {value!r})")
 
@@ -56,13 +63,21 @@ class BudgetTracker:
         self.metric_calls = 0
         self.proposals = 0
         self._wall_start = time.monotonic()
+        self._wall_before = 0.0
 
     def restart_wall_clock(self) -> None:
         self._wall_start = time.monotonic()
 
+    def restore(self, *, metric_calls: int, proposals: int, wall_seconds: float) -> None:
+        """Count what earlier sessions of a resumed run spent, so the limits cover the whole run."""
+        self.metric_calls = metric_calls
+        self.proposals = proposals
+        self._wall_before = wall_seconds
+
     @property
     def wall_seconds(self) -> float:
-        return time.monotonic() - self._wall_start
+        """Real seconds this run has run, over all of its sessions."""
+        return self._wall_before + time.monotonic() - self._wall_start
 
     def exhausted(self, resource: str) -> bool:
         """Whether the count budget ``metric_calls`` or ``proposals`` is used up."""

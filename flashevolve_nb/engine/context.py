@@ -13,8 +13,8 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from flashevolve_nb.engine.events import Event, LLMCallFinished, LLMCallStarted
-from flashevolve_nb.llm.protocol import LLM, Completion, Message
+from flashevolve_nb.engine.events import Event, LLMCallFinished, LLMCallStarted, LLMRetry
+from flashevolve_nb.llm.protocol import LLM, Completion, Message, RetryNotice, retry_listener
 
 if TYPE_CHECKING:
     from flashevolve_nb.engine.pipeline import Pipeline
@@ -42,6 +42,17 @@ class StageContext:
 
     def now(self) -> float:
         return self._pipeline.clock.now()
+
+    def llm_for(self, role: str) -> LLM:
+        """The workload's model for ``role`` (``"repair"``...), for policies that call one."""
+        pick = getattr(self._pipeline.workload, "llm_for", None)
+        if pick is None:
+            raise LookupError(
+                f"the workload {self._pipeline.workload.name!r} names no model for {role!r}; "
+                "give the policy one, e.g. make_policy('reflective', llm=...)"
+            )
+        llm: LLM = pick(role)
+        return llm
 
     def emit(self, event: Event) -> None:
         self._pipeline.bus.emit(event)
@@ -71,9 +82,21 @@ class StageContext:
         completion: Completion | None = None
         error = ""
         outcome = "error"
+
+        def retried(n: RetryNotice) -> None:
+            p.bus.emit(
+                LLMRetry(
+                    t=p.clock.now(), call_id=call_id, role=role, stage=self.stage,
+                    step=self.step, backend=n.backend, endpoint=n.endpoint, attempt=n.attempt,
+                    cause=n.cause, status=n.status, delay=n.delay,
+                )
+            )  # fmt: skip
+
         try:
-            completion = await llm.chat(messages, **params)
+            with retry_listener(retried):
+                completion = await llm.chat(messages, **params)
             ok = True
+            p.llm_error_streak = 0
             return completion
         except asyncio.CancelledError:
             # The run was stopped or its deadline came: not a backend failure.
@@ -81,6 +104,7 @@ class StageContext:
             raise
         except BaseException as exc:
             error = f"{type(exc).__name__}: {exc}"
+            p.llm_error_streak += 1
             raise
         finally:
             p.requests_in_flight -= 1

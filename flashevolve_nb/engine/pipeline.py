@@ -17,47 +17,72 @@ Everything here runs on one event loop; nothing is thread-safe by itself
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import traceback
-from collections.abc import Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from flashevolve_nb.clock import Clock
-from flashevolve_nb.engine.artifact import Artifact
+from flashevolve_nb.engine.artifact import Artifact, Origin
 from flashevolve_nb.engine.budget import BudgetTracker
 from flashevolve_nb.engine.bus import EventBus, Recorder
 from flashevolve_nb.engine.config import Mode, PipelineConfig
 from flashevolve_nb.engine.context import StageContext
+from flashevolve_nb.engine.controller import Controller
 from flashevolve_nb.engine.events import (
     Admitted,
+    BreakerClosed,
+    BreakerHalfOpen,
+    BreakerOpened,
     BudgetExhausted,
+    Event,
     FrontierChanged,
+    HumanSubmitted,
     ItemDropped,
     ItemFailed,
     ItemFinished,
     ItemQueued,
     ItemStarted,
     PolicyDecision,
+    QueueEdited,
     RunFinished,
+    RunResumed,
     RunStarted,
     StageControl,
+    StageStalled,
     StaleDetected,
     StepFinished,
+    StepRestarted,
     StepStarted,
+    WorkerLost,
 )
 from flashevolve_nb.engine.items import WorkItem
-from flashevolve_nb.engine.pool import Pool, PoolSnapshot
+from flashevolve_nb.engine.pool import Pool, PoolEntry, PoolSnapshot
 from flashevolve_nb.engine.result import RunResult
+from flashevolve_nb.engine.speculation import Speculation
 from flashevolve_nb.engine.stage import Stage, StageSnapshot
-from flashevolve_nb.engine.staleness import StalenessPolicy, make_policy
+from flashevolve_nb.engine.staleness import (
+    Decision,
+    ImprovementHook,
+    StalenessPolicy,
+    make_policy,
+)
 from flashevolve_nb.engine.stats import RunStats, StatsCollector
 from flashevolve_nb.engine.workload import Workload
 
 __all__ = ["ADMIT", "Pipeline", "PipelineConfig", "PipelineSnapshot", "RunFailed"]
 
+_ERROR_STREAK = 8
+_BACKOFF_BASE = 1.0
+_BACKOFF_MAX = 60.0
+"""Simulated seconds the head waits when every recent LLM call failed (doubling)."""
+
 ADMIT = "admit"
 """The name of the decision point just before admission."""
+
+_T = TypeVar("_T")
 
 
 class RunFailed(RuntimeError):
@@ -78,6 +103,29 @@ class PipelineSnapshot:
     stages: tuple[StageSnapshot, ...]
     pool: PoolSnapshot
     stats: RunStats
+    breakers: tuple[Any, ...] = ()
+    """Snapshots of the circuit breakers watching this run's backends (open, closed...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Resume:
+    t: float
+    session: int
+    redo: tuple[tuple[int, str], ...]
+
+
+class _TaskSet(dict[asyncio.Task[Any], None]):
+    """A set of tasks that iterates in the order they were added.
+
+    A plain set iterates in hash order, which differs between runs, and the order
+    in which a stopping run cancels its tasks is the order of their last events.
+    """
+
+    def add(self, task: asyncio.Task[Any]) -> None:
+        self[task] = None
+
+    def discard(self, task: asyncio.Task[Any]) -> None:
+        self.pop(task, None)
 
 
 class _Worker:
@@ -147,6 +195,11 @@ class Pipeline:
         self._queued_at: dict[str, float] = {}
         self._workers: list[list[_Worker]] = [[] for _ in self.stages]
         self._head_task: asyncio.Task[None] | None = None
+        self.llm_error_streak = 0
+        """LLM calls failed in a row (any stage); the head backs off past a threshold."""
+        self._streak_seen = 0
+        self._backoff_level = 0
+        self._side_tasks = _TaskSet()
         self._watchdog: asyncio.Task[None] | None = None
         self._head_wakeup: asyncio.Event | None = None
         self._done: asyncio.Future[str] | None = None
@@ -155,6 +208,16 @@ class Pipeline:
         self._state = "created"
         self._finish_reason = ""
         self._error: BaseException | None = None
+        self.breakers: list[Any] = []
+        """Circuit breakers on this run's backends (``CircuitBreaker.attach``); each
+        one's ``snapshot()`` shows in :meth:`snapshot`."""
+        self._resume: _Resume | None = None
+        self._redo: list[tuple[int, str]] = []
+        self._tearing_down = False
+        self.speculation = Speculation(self, config.speculation)
+        self.controller = Controller(
+            self, config.controller_params, enabled=config.controller == "adaptive"
+        )
 
     # ---- identity and counters ------------------------------------------
     def new_id(self, prefix: str) -> str:
@@ -165,6 +228,32 @@ class Pipeline:
     def next_call_id(self) -> int:
         self._call_id += 1
         return self._call_id
+
+    def watch_breaker(self, breaker: Any) -> None:
+        """Show a circuit breaker (``flashevolve_nb.llm.breaker``) in this run's events
+        and snapshots; its cool-down then runs on this run's clock."""
+        if breaker not in self.breakers:
+            self.breakers.append(breaker)
+            breaker.bind(self.clock, self._breaker_changed)
+
+    def _breaker_changed(self, change: str, snap: Any) -> None:
+        t = self.clock.now()
+        event: Event
+        if change == "half_open":
+            event = BreakerHalfOpen(t=t, breaker=snap.name)
+        elif change == "closed":
+            event = BreakerClosed(t=t, breaker=snap.name, downtime=snap.last_downtime)
+        else:
+            event = BreakerOpened(
+                t=t, breaker=snap.name, failures=snap.consecutive_failures,
+                error=snap.last_error, cooldown=snap.cooldown, reopened=change == "reopened",
+            )  # fmt: skip
+        self.bus.emit(event)
+
+    def counters(self) -> tuple[int, dict[str, int], int]:
+        """(next step, id counters by prefix, last LLM call id): what a resumed run
+        continues from (see :meth:`restore`)."""
+        return self._next_step, dict(self._ids), self._call_id
 
     @property
     def state(self) -> str:
@@ -180,6 +269,54 @@ class Pipeline:
         except KeyError:
             raise KeyError(f"no stage {name!r}; stages: {list(self._by_name)}") from None
 
+    def spawn(self, coro: Coroutine[Any, Any, _T], *, name: str) -> asyncio.Task[_T]:
+        """Run ``coro`` beside the workers (a fold-in, the controller...); stopping cancels it."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+        return task
+
+    def restore(
+        self,
+        entries: Sequence[PoolEntry],
+        *,
+        version: int,
+        next_step: int,
+        ids: Mapping[str, int],
+        call_id: int,
+        metric_calls: int,
+        proposals: int,
+        t: float,
+        wall_seconds: float,
+        redo: Sequence[tuple[int, str]] = (),
+        session: int = 2,
+    ) -> None:
+        """Continue a stored run: call before :meth:`run`, which then skips seeding.
+
+        Restores the pool, the step, id and call counters (so ids never repeat),
+        the budget already spent and the run clock (``t``, where the run was).
+        ``redo`` lists ``(step, parent_id)`` of the steps that were in flight when
+        the earlier process ended: they start again first, from the same parent
+        when the workload has ``begin_step_from``, so no work is silently
+        dropped. A workload with ``restore_progress(pool, steps)`` is told how
+        many steps have begun (GEPA moves its minibatch sampler on).
+        """
+        if self._state != "created":
+            raise RuntimeError("restore() comes before run(); this pipeline already ran")
+        self.pool.restore(entries, version)
+        self._next_step = max(self._next_step, next_step)
+        for prefix, n in ids.items():
+            self._ids[prefix] = max(self._ids.get(prefix, 0), n)
+        self._call_id = max(self._call_id, call_id)
+        self.budget.restore(
+            metric_calls=metric_calls, proposals=proposals, wall_seconds=wall_seconds
+        )
+        self._redo = list(redo)
+        self._resume = _Resume(t, session, tuple(redo))
+        progress = getattr(self.workload, "restore_progress", None)
+        if progress is not None:
+            progress(self.pool, self._next_step - 1)
+
     # ---- running ---------------------------------------------------------
     async def run(self) -> RunResult:
         """Seed the pool, run until a budget or ``stop()`` ends it, and return the result."""
@@ -187,7 +324,7 @@ class Pipeline:
             raise RuntimeError("a pipeline runs once; make a new one for another run")
         loop = asyncio.get_running_loop()
         if not self.clock.started:
-            self.clock.start()
+            self.clock.start(self._resume.t if self._resume is not None else 0.0)
         self.budget.restart_wall_clock()
         self._done = loop.create_future()
         self._head_wakeup = asyncio.Event()
@@ -201,8 +338,21 @@ class Pipeline:
                 backend=self.workload.backend_name,
             )
         )
+        if self._resume is not None:
+            self.bus.emit(
+                RunResumed(
+                    t=self.clock.now(),
+                    session=self._resume.session,
+                    version=self.pool.version,
+                    entries=len(self.pool),
+                    metric_calls=self.budget.metric_calls,
+                    proposals=self.budget.proposals,
+                    redo_steps=tuple(s for s, _ in self._resume.redo),
+                )
+            )
         try:
-            await self._seed_pool()
+            if not len(self.pool):  # a resumed run that ended before its seed was admitted
+                await self._seed_pool()
         except asyncio.CancelledError:
             self._end("cancelled")
             raise
@@ -216,6 +366,7 @@ class Pipeline:
                 self._spawn_worker(i)
         self._head_task = loop.create_task(self._head(), name="flashevolve-head")
         self._watchdog = loop.create_task(self._time_budget(), name="flashevolve-deadline")
+        self.controller.start()
         try:
             await asyncio.shield(self._done)
         except asyncio.CancelledError:
@@ -223,10 +374,12 @@ class Pipeline:
             # none is left pending on a loop that may be about to close.
             await self._cancel_all_and_wait()
             self._close_cancelled_steps()
+            self.speculation.close()
             self._end("cancelled")
             raise
         await self._cancel_all_and_wait()
         self._close_cancelled_steps()
+        self.speculation.close()
         self._end(self._finish_reason)
         if self._error is not None:
             raise RunFailed(f"the pipeline failed: {self._error!r}") from self._error
@@ -261,6 +414,7 @@ class Pipeline:
             stages=tuple(s.snapshot() for s in self.stages),
             pool=self.pool.snapshot(),
             stats=self.collector.stats(self.clock.now()),
+            breakers=tuple(b.snapshot() for b in self.breakers),
         )
 
     # ---- control (call on the pipeline's loop) ---------------------------
@@ -316,9 +470,20 @@ class Pipeline:
         self._wake_head()
         self._control("*", "depth", str(depth), source)
 
-    def set_policy(self, policy: str | StalenessPolicy, *, source: str = "user") -> None:
-        self.policy = make_policy(policy)
-        self._control("*", "policy", self.policy.name, source)
+    def set_policy(
+        self, policy: str | StalenessPolicy, *, source: str = "user", **params: Any
+    ) -> None:
+        """Switch the staleness policy now; the next decision uses the new one.
+
+        ``params`` go to a policy named by string (``delta_max=3``, ``llm=...``).
+        Proposals an outgoing ``meta`` policy still held are dropped (they were
+        never admitted), and the event says how many.
+        """
+        new = make_policy(policy, **params)
+        held = len(getattr(self.policy, "buffered", ()))
+        self.policy = new
+        note = f" ({held} deferred proposal(s) of the old policy dropped)" if held else ""
+        self._control("*", "policy", f"{new.name}{note}", source)
 
     def stop(self, mode: Literal["drain", "cancel"] = "drain", reason: str = "stopped") -> None:
         """End the run: ``drain`` finishes the steps in flight, ``cancel`` drops them.
@@ -336,6 +501,119 @@ class Pipeline:
                 if s.paused:
                     self._set_paused(s.name, False)
         self._begin_stop(reason, cancel=mode == "cancel")
+
+    # ---- a person in the loop (call on the pipeline's loop) ----------------
+    def submit(self, artifact: Artifact) -> int:
+        """Start a new evolution step from a person's artifact; returns the step number.
+
+        ``artifact`` has origin ``human``, a fresh id (``new_id("a")``) and its
+        parent, an admitted artifact, as ``parents[0]``. It enters at the first
+        stage and meets the workload's gate and validation like any proposal
+        (the workload says how, see ``HumanSteps``); the in-flight bound does
+        not hold it back, a person's proposal is extra work.
+        """
+        if self._state != "running" or self._stopping:
+            raise RuntimeError(
+                f"the run is {'stopping' if self._stopping else self._state}; a human "
+                "proposal can join only a running run"
+            )
+        if artifact.origin != Origin.HUMAN:
+            raise ValueError(
+                f"a submitted artifact has origin 'human' (got {artifact.origin.value!r})"
+            )
+        if not artifact.parents or artifact.parents[0] not in self.pool:
+            raise ValueError(
+                f"artifact {artifact.id!r} needs an admitted parent as parents[0] "
+                f"(got {artifact.parents!r})"
+            )
+        if artifact.id in self.pool:
+            raise ValueError(f"artifact id {artifact.id!r} is taken; use pipeline.new_id('a')")
+        begin = getattr(self.workload, "begin_human_step", None)
+        if begin is None:
+            raise TypeError(
+                f"workload {self.workload.name!r} takes no human proposals "
+                "(it has no begin_human_step, see flashevolve_nb.engine.workload.HumanSteps)"
+            )
+        parent = self.pool.entry(artifact.parents[0]).artifact
+        step = self._next_step
+        # A private random stream: a person's step leaves the head's draws unchanged.
+        rng = random.Random(f"{self.seed}:human:{step}")
+        item: WorkItem = begin(step, self.new_id("i"), artifact, self.pool, rng, self.clock.now())
+        self._next_step += 1
+        self._live[step] = 1
+        now = self.clock.now()
+        self.bus.emit(
+            StepStarted(t=now, step=step, parent_id=parent.id, base_version=item.base_version)
+        )
+        changed = tuple(k for k in artifact if parent.components.get(k) != artifact[k])
+        self.bus.emit(
+            HumanSubmitted(
+                t=now,
+                step=step,
+                item_id=item.id,
+                artifact_id=artifact.id,
+                parent_id=parent.id,
+                components=changed,
+            )
+        )
+        self._enqueue(0, item)
+        return step
+
+    def queued(self, stage: str) -> tuple[WorkItem, ...]:
+        """The items waiting in ``stage``'s queue, oldest first."""
+        return self.stage(stage).queue.items()
+
+    def drop_item(self, item_id: str) -> bool:
+        """Take a waiting item out of its queue, ending its step; False if none waits.
+
+        An item that a worker has already taken is not waiting any more.
+        """
+        for stage in self.stages:
+            gone = stage.queue.remove_if(lambda i: i.id == item_id)
+            if gone:
+                item = gone[0]
+                self._queued_at.pop(item.id, None)
+                stage.dropped += 1
+                self.bus.emit(
+                    QueueEdited(
+                        t=self.clock.now(),
+                        stage=stage.name,
+                        item_id=item.id,
+                        step=item.step,
+                        action="drop",
+                        artifact_id=item.artifact.id,
+                    )
+                )
+                self._end_item(item, f"dropped from the {stage.name} queue by a person")
+                return True
+        return False
+
+    def replace_item(self, item_id: str, artifact: Artifact) -> bool:
+        """Let a waiting item carry ``artifact`` instead; False if no such item waits.
+
+        The workload's ``with_human_artifact`` decides what that means for the
+        item (GEPA: before the proposal, ``artifact`` becomes the proposal).
+        """
+        for stage in self.stages:
+            old = next((i for i in stage.queue.items() if i.id == item_id), None)
+            if old is None:
+                continue
+            swap = getattr(self.workload, "with_human_artifact", None)
+            new: WorkItem = swap(old, artifact) if swap else old.evolve(artifact=artifact)
+            stage.queue.replace(item_id, new)
+            self.bus.emit(
+                QueueEdited(
+                    t=self.clock.now(),
+                    stage=stage.name,
+                    item_id=item_id,
+                    step=old.step,
+                    action="replace",
+                    artifact_id=artifact.id,
+                    replaced_id=old.artifact.id,
+                )
+            )
+            return True
+        return False
 
     # ---- internals -------------------------------------------------------
     def _control(self, stage: str, action: str, value: str, source: str = "user") -> None:
@@ -372,7 +650,9 @@ class Pipeline:
         self.bus.emit(RunFinished(t=self.clock.now(), reason=self._finish_reason))
 
     def _cancel_all(self) -> list[asyncio.Task[None]]:
+        self._tearing_down = True
         tasks = [t for t in (self._head_task, self._watchdog) if t is not None]
+        tasks += list(self._side_tasks)
         tasks += [w.task for ws in self._workers for w in ws if w.task is not None]
         for t in tasks:
             t.cancel()
@@ -437,10 +717,13 @@ class Pipeline:
                     self.bus.emit(BudgetExhausted(t=self.clock.now(), reason=reason))
                     self._begin_stop(reason, cancel=False)
                     return
+                if self.llm_error_streak < _ERROR_STREAK:
+                    self._backoff_level = self._streak_seen = 0
+                elif self.llm_error_streak > self._streak_seen:
+                    await self._back_off()
+                    continue
                 step = self._next_step
-                item = self.workload.begin_step(
-                    step, self.new_id("i"), self.pool, self._rng, self.clock.now()
-                )
+                item = self._begin_step(step)
                 if item is None:
                     self._begin_stop("the workload has no more steps", cancel=False)
                     return
@@ -461,6 +744,55 @@ class Pipeline:
             raise
         except Exception as exc:
             self._fail(exc)
+
+    async def _back_off(self) -> None:
+        """Every recent LLM call failed: wait before starting more steps.
+
+        A backend that fails instantly (a refused connection, an immediate 429)
+        would otherwise let the head start and fail steps in a tight loop with
+        no time passing: a burnt CPU on a real clock, a hang on a virtual one.
+        The wait doubles while failures go on and ends early on a stop.
+        """
+        assert self._head_wakeup is not None
+        delay = min(_BACKOFF_MAX, _BACKOFF_BASE * 2 ** min(self._backoff_level, 10))
+        self._backoff_level += 1
+        self._control(
+            "*", "backoff", f"{delay:g}s: the last {self.llm_error_streak} LLM calls failed",
+            "engine",
+        )  # fmt: skip
+        self._head_wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._head_wakeup.wait(), self.clock.to_real(delay))
+        # One more step may probe the backend; a further failure backs off again, longer.
+        self._streak_seen = self.llm_error_streak
+
+    def _begin_step(self, step: int) -> WorkItem | None:
+        """A new step's first item: a step cut off by a process end first, then fresh ones."""
+        item_id = self.new_id("i")
+        now = self.clock.now()
+        while self._redo:
+            previous, parent_id = self._redo.pop(0)
+            begin_from = getattr(self.workload, "begin_step_from", None)
+            same = begin_from is not None and parent_id in self.pool
+            item: WorkItem | None
+            if begin_from is not None and parent_id in self.pool:
+                parent = self.pool.entry(parent_id).artifact
+                item = begin_from(step, item_id, parent, self.pool, self._rng, now)
+            else:
+                item = self.workload.begin_step(step, item_id, self.pool, self._rng, now)
+            if item is None:
+                continue
+            self.bus.emit(
+                StepRestarted(
+                    t=now,
+                    step=step,
+                    previous_step=previous,
+                    parent_id=item.artifact.id,
+                    same_parent=same,
+                )
+            )
+            return item
+        return self.workload.begin_step(step, item_id, self.pool, self._rng, now)
 
     def _enqueue(self, idx: int, item: WorkItem) -> None:
         stage = self.stages[idx]
@@ -485,6 +817,8 @@ class Pipeline:
 
     async def _work(self, idx: int, me: _Worker) -> None:
         stage = self.stages[idx]
+        item: WorkItem | None = None
+        lost: BaseException | None = None
         try:
             while not me.retire:
                 item = await stage.queue.get()
@@ -493,13 +827,50 @@ class Pipeline:
                     await self._process(idx, item)
                 finally:
                     me.busy = False
-        except asyncio.CancelledError:
-            pass
+                item = None
+        except asyncio.CancelledError as exc:
+            if not (me.retire or self._tearing_down or self._stopping):
+                lost = exc  # cancelled by something other than the pipeline
         except Exception as exc:
             self._fail(exc)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # not an Exception: meant to end this worker
+            lost = exc
         finally:
             if me in self._workers[idx]:
                 self._workers[idx].remove(me)
+            if lost is not None and self._state == "running":
+                self._worker_lost(idx, item, lost)
+
+    def _worker_lost(self, idx: int, item: WorkItem | None, exc: BaseException) -> None:
+        """Report a worker that ended on its own; a stage left with none ends the run."""
+        stage = self.stages[idx]
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        left = sum(1 for w in self._workers[idx] if not w.retire)
+        self.bus.emit(
+            WorkerLost(
+                t=self.clock.now(),
+                stage=stage.name,
+                error=error,
+                traceback="".join(traceback.format_exception(exc, limit=-4)),
+                workers_left=left,
+            )
+        )
+        if item is not None:
+            stage.failed += 1
+            self._item_failed(item, stage.name, RuntimeError(f"its worker was lost: {error}"))
+        if left == 0 and stage.target_workers > 0:
+            reason = (
+                f"stage {stage.name!r} lost all its workers (last: {error}); "
+                f"{len(stage.queue)} item(s) wait there"
+            )
+            self.bus.emit(
+                StageStalled(
+                    t=self.clock.now(), stage=stage.name, queued=len(stage.queue), reason=reason
+                )
+            )
+            self._fail(RuntimeError(reason))
 
     async def _process(self, idx: int, item: WorkItem) -> None:
         stage = self.stages[idx]
@@ -528,7 +899,16 @@ class Pipeline:
         try:
             outputs = list(await spec.fn(item, ctx))
         except asyncio.CancelledError:
-            raise
+            task = asyncio.current_task()
+            if task is None or task.cancelling() or self._tearing_down:
+                raise
+            # Nobody cancelled this worker: the stage's own code let a CancelledError out
+            # (a library's timeout, a cancelled shared future). Fail the item, keep the worker.
+            stage.failed += 1
+            self._item_failed(
+                item, stage.name, RuntimeError("the stage raised CancelledError uncancelled")
+            )
+            return
         except Exception as exc:
             stage.failed += 1
             self._item_failed(item, stage.name, exc)
@@ -603,33 +983,104 @@ class Pipeline:
                     self, f"policy:{point}", item.step, f"{item.step}:{point}:{item.id}"
                 )
                 decision = await policy.decide(item, staleness, point, ctx)
-                self.bus.emit(
-                    PolicyDecision(
-                        t=self.clock.now(),
-                        step=item.step,
-                        item_id=item.id,
-                        artifact_id=item.artifact.id,
-                        point=point,
-                        policy=policy.name,
-                        staleness=staleness,
-                        decision=decision.action,
-                        reason=decision.reason,
-                        tokens=decision.tokens + ctx.tokens,
-                    )
-                )
+                self._emit_decision(item, point, policy.name, staleness, decision, ctx.tokens)
                 if decision.action == "discard":
                     self._end_item(item, f"discarded as stale before {point}")
+                    return
+                if decision.action == "defer":
+                    self._end_item(item, f"deferred by the {policy.name} policy before {point}")
                     return
                 if decision.action == "patch":
                     if decision.replacement is None:
                         raise ValueError(f"policy {policy.name!r} patched without a replacement")
                     item = decision.replacement
+                    # A patch is a new artifact: before admission it must be validated.
+                    idx = min(idx, self._reentry_index())
         if idx < len(self.stages):
             self._enqueue(idx, item)
         else:
             self._admit(item)
 
+    def _emit_decision(
+        self,
+        item: WorkItem,
+        point: str,
+        policy: str,
+        staleness: int,
+        decision: Decision,
+        ctx_tokens: int,
+    ) -> None:
+        replacement = decision.replacement
+        self.bus.emit(
+            PolicyDecision(
+                t=self.clock.now(),
+                step=item.step,
+                item_id=item.id,
+                artifact_id=item.artifact.id,
+                point=point,
+                policy=policy,
+                staleness=staleness,
+                decision=decision.action,
+                reason=decision.reason,
+                tokens=decision.tokens + ctx_tokens,
+                history_ids=decision.history_ids,
+                request=decision.request,
+                answer=decision.answer,
+                artifact=item.artifact,
+                replacement=replacement.artifact if replacement is not None else None,
+            )
+        )
+
+    def _reentry_index(self) -> int:
+        """Where a patched item re-enters: the workload's validation stage (default: the last)."""
+        name = getattr(self.workload, "validation_stage", None)
+        return self._by_name[name] if name in self._by_name else len(self.stages) - 1
+
+    def _after_improvement(self) -> None:
+        """Give a policy that waits for an improvement (``meta``) its turn: a step per group."""
+        policy = self.policy
+        if self._stopping or self._state != "running" or not isinstance(policy, ImprovementHook):
+            return
+        loop = asyncio.get_running_loop()
+        for group in policy.take_groups(self.pool):
+            if not group:
+                continue
+            step = self._next_step
+            self._next_step += 1
+            self._live[step] = 1
+            best = self.pool.best()
+            self.bus.emit(
+                StepStarted(
+                    t=self.clock.now(),
+                    step=step,
+                    parent_id=best.artifact.id,
+                    base_version=self.pool.version,
+                )
+            )
+            task = loop.create_task(self._distil(step, policy, group), name="flashevolve-distil")
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
+
+    async def _distil(self, step: int, policy: ImprovementHook, group: Sequence[WorkItem]) -> None:
+        carrier = group[-1].evolve(step=step, id=self.new_id("i"))
+        ctx = StageContext(self, "policy:distil", step, f"{step}:distil:{carrier.id}")
+        try:
+            staleness = self.pool.version - min(it.base_version for it in group)
+            decision = await policy.distil(group, ctx)
+            name = getattr(policy, "name", type(policy).__name__)
+            self._emit_decision(carrier, "distil", name, staleness, decision, ctx.tokens)
+            if decision.action == "patch" and decision.replacement is not None:
+                self._enqueue(self._reentry_index(), decision.replacement.evolve(step=step))
+            else:
+                self._end_item(carrier, f"distillation: {decision.action}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._item_failed(carrier, "distil", exc)
+
     def _admit(self, item: WorkItem) -> None:
+        if self.speculation.take(item):
+            return  # its validation is still running: admitted (maybe speculatively) later
         scores = self.workload.admission(item)
         self._admit_scores(item.step, item.artifact, scores)
         self._end_item(item, "admitted")
@@ -651,6 +1102,8 @@ class Pipeline:
                 is_best=entry.score > best_before,
             )
         )
+        if step > 0 and entry.score > best_before:
+            self._after_improvement()
         if self.pool.front_ids() != front_before:
             best = self.pool.best()
             self.bus.emit(
@@ -669,6 +1122,7 @@ class Pipeline:
             self._live[item.step] = left
             return
         self._live.pop(item.step, None)
+        self.speculation.step_ended(item.step)
         self.bus.emit(StepFinished(t=self.clock.now(), step=item.step, outcome=outcome))
         self._wake_head()
         if self._stopping and not self._live:

@@ -11,12 +11,13 @@ instance stays a candidate parent, which keeps diverse strategies alive.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from flashevolve_nb.engine.artifact import Artifact
 
-__all__ = ["Pool", "PoolEntry", "PoolSnapshot"]
+__all__ = ["Pool", "PoolChange", "PoolEntry", "PoolListener", "PoolSnapshot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,8 @@ class PoolEntry:
     scores: tuple[float, ...]
     version: int
     admitted_at: float
+    speculative: bool = False
+    """Admitted on a validation prefix: ``scores`` are provisional until confirmed."""
 
     @property
     def score(self) -> float:
@@ -39,6 +42,11 @@ class PoolSnapshot:
     best_id: str | None
     best_score: float
     front_ids: tuple[str, ...]
+
+
+PoolChange = Literal["admit", "remove", "confirm"]
+PoolListener = Callable[[PoolChange, PoolEntry], None]
+"""Called synchronously after every change, before anyone reports it (see ``Pool.listeners``)."""
 
 
 class Pool:
@@ -56,6 +64,11 @@ class Pool:
         # Per instance: the best score seen and the ids that reach it.
         self._best: list[float] = [float("-inf")] * len(self.instance_ids)
         self._fronts: list[set[str]] = [set() for _ in self.instance_ids]
+        self.listeners: list[PoolListener] = []
+        """Told of every admission, removal and confirmation right after it happens and
+        before any event reports it, whichever code path made it: the run store makes the
+        change durable here. A listener that raises makes the change unreported (the
+        exception reaches whoever changed the pool)."""
 
     # ---- reading ---------------------------------------------------------
     @property
@@ -108,8 +121,18 @@ class Pool:
         )
 
     # ---- writing ---------------------------------------------------------
-    def admit(self, artifact: Artifact, scores: Sequence[float], now: float) -> PoolEntry:
-        """Add an artifact with one score per validation instance; bumps the version."""
+    def admit(
+        self,
+        artifact: Artifact,
+        scores: Sequence[float],
+        now: float,
+        *,
+        speculative: bool = False,
+    ) -> PoolEntry:
+        """Add an artifact with one score per validation instance; bumps the version.
+
+        ``speculative``: the scores are provisional (see :meth:`confirm`).
+        """
         if artifact.id in self._entries:
             raise ValueError(f"artifact {artifact.id!r} is already in the pool")
         if len(scores) != len(self.instance_ids):
@@ -117,7 +140,9 @@ class Pool:
                 f"expected {len(self.instance_ids)} validation scores, got {len(scores)}"
             )
         self._version += 1
-        entry = PoolEntry(artifact, tuple(float(s) for s in scores), self._version, now)
+        entry = PoolEntry(
+            artifact, tuple(float(s) for s in scores), self._version, now, speculative
+        )
         self._entries[artifact.id] = entry
         self._order.append(artifact.id)
         for i, s in enumerate(entry.scores):
@@ -126,6 +151,7 @@ class Pool:
                 self._fronts[i] = {artifact.id}
             elif s == self._best[i]:
                 self._fronts[i].add(artifact.id)
+        self._tell("admit", entry)
         return entry
 
     def remove(self, artifact_id: str) -> PoolEntry:
@@ -135,7 +161,57 @@ class Pool:
         self._order.remove(artifact_id)
         self._version += 1
         self._recompute_fronts()
+        self._tell("remove", entry)
         return entry
+
+    def confirm(self, artifact_id: str, scores: Sequence[float]) -> PoolEntry:
+        """Replace a speculative entry's provisional scores by its full ones.
+
+        The version stays: nothing was added or taken away, so work derived from
+        the entry is exactly as fresh as it was.
+        """
+        old = self.entry(artifact_id)
+        if not old.speculative:
+            raise ValueError(f"artifact {artifact_id!r} is not a speculative admission")
+        if len(scores) != len(self.instance_ids):
+            raise ValueError(
+                f"expected {len(self.instance_ids)} validation scores, got {len(scores)}"
+            )
+        entry = PoolEntry(
+            old.artifact, tuple(float(s) for s in scores), old.version, old.admitted_at
+        )
+        self._entries[artifact_id] = entry
+        self._recompute_fronts()
+        self._tell("confirm", entry)
+        return entry
+
+    def restore(self, entries: Sequence[PoolEntry], version: int) -> None:
+        """Load a stored pool into this empty one (resuming a run); listeners are not told.
+
+        ``entries`` keep their own versions; ``version`` is the pool's, which removals
+        may have taken past the newest entry's.
+        """
+        if self._entries or self._version:
+            raise RuntimeError("only an empty, unused pool can be restored into")
+        for e in entries:
+            if len(e.scores) != len(self.instance_ids):
+                raise ValueError(
+                    f"stored entry {e.artifact.id!r} has {len(e.scores)} scores; this pool "
+                    f"validates on {len(self.instance_ids)} instances"
+                )
+        ordered = sorted(entries, key=lambda e: e.version)
+        if ordered and ordered[-1].version > version:
+            raise ValueError(f"entry version {ordered[-1].version} is past pool version {version}")
+        self._entries = {e.artifact.id: e for e in ordered}
+        if len(self._entries) != len(ordered):
+            raise ValueError("stored entries repeat an artifact id")
+        self._order = [e.artifact.id for e in ordered]
+        self._version = version
+        self._recompute_fronts()
+
+    def _tell(self, change: PoolChange, entry: PoolEntry) -> None:
+        for listener in tuple(self.listeners):
+            listener(change, entry)
 
     def _recompute_fronts(self) -> None:
         self._best = [float("-inf")] * len(self.instance_ids)

@@ -52,8 +52,22 @@ class RunStats:
     seed_score: float
     best_score: float
     stale_seen: int
+    """Stale detections (an item stale at two decision points counts twice)."""
     decisions: dict[str, int] = field(default_factory=dict)
+    """Policy decisions by kind: accept, patch, discard, defer."""
+    repair_tokens: int = 0
+    """Tokens spent on repair/distillation LLM calls (role ``repair``)."""
+    repaired_admitted: int = 0
+    repaired_best: int = 0
+    """Repaired artifacts that became the pool's best when admitted."""
     finish_reason: str = ""
+    partial_releases: int = 0
+    """Stage outputs handed on before all their requests were in (speculative completion)."""
+    speculative_admitted: int = 0
+    speculation_confirmed: int = 0
+    speculation_rolled_back: int = 0
+    controller_actions: int = 0
+    """Changes the adaptive controller made (and tunings of it)."""
 
     @property
     def minutes(self) -> float:
@@ -77,6 +91,18 @@ class RunStats:
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+_COUNTED = frozenset(
+    {
+        "partial_release",
+        "speculative_admitted",
+        "speculation_confirmed",
+        "speculation_rolled_back",
+        "controller_action",
+    }
+)
+"""Event kinds that are only counted (speculation and adaptive control)."""
 
 
 class StatsCollector:
@@ -107,6 +133,8 @@ class StatsCollector:
                 self._c["llm_calls"] += 1
                 self._c["prompt_tokens"] += e.prompt_tokens
                 self._c["completion_tokens"] += e.completion_tokens
+                if e.role == "repair":
+                    self._c["repair_tokens"] += e.prompt_tokens + e.completion_tokens
                 if e.finish_reason == "cancelled":
                     self._c["llm_cancelled"] += 1
                 elif not e.ok:
@@ -133,8 +161,13 @@ class StatsCollector:
                     self._seed_score = e.score
             else:
                 self._c["accepted"] += 1
+            if e.origin == "repair":
+                self._c["repaired_admitted"] += 1
+                self._c["repaired_best"] += int(e.is_best)
             if self._best != self._best or e.score > self._best:
                 self._best = e.score
+        elif e.kind in _COUNTED:
+            self._c[e.kind] += 1
         elif isinstance(e, RunFinished):
             self._finish = e.reason
 
@@ -163,5 +196,13 @@ class StatsCollector:
             best_score=self._best,
             stale_seen=c["stale_seen"],
             decisions=dict(self._decisions),
+            repair_tokens=c["repair_tokens"],
+            repaired_admitted=c["repaired_admitted"],
+            repaired_best=c["repaired_best"],
             finish_reason=self._finish,
+            partial_releases=c["partial_release"],
+            speculative_admitted=c["speculative_admitted"],
+            speculation_confirmed=c["speculation_confirmed"],
+            speculation_rolled_back=c["speculation_rolled_back"],
+            controller_actions=c["controller_action"],
         )

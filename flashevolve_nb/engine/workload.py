@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from flashevolve_nb.engine.context import StageContext
     from flashevolve_nb.engine.pool import Pool
 
-__all__ = ["SeedEntry", "Workload"]
+__all__ = ["HumanSteps", "SeedEntry", "Workload"]
 
 SeedEntry = tuple[Artifact, Sequence[float]]
 
@@ -52,4 +52,31 @@ class Workload(Protocol):
 
     def admission(self, item: WorkItem) -> Sequence[float]:
         """Validation scores (one per instance id) of ``item.artifact``, to admit it."""
+        ...
+
+
+class HumanSteps(Protocol):
+    """Optional, for workloads that let a person's artifact join a run.
+
+    ``Pipeline.submit`` and ``Pipeline.replace_item`` use these when the
+    workload has them; a workload without them refuses human proposals (and
+    a replaced item just carries the new artifact).
+    """
+
+    def begin_human_step(
+        self,
+        step: int,
+        item_id: str,
+        artifact: Artifact,
+        pool: Pool,
+        rng: random.Random,
+        now: float,
+    ) -> WorkItem:
+        """The first item of a step whose proposal is ``artifact`` (its parent is
+        ``artifact.parents[0]``, an admitted artifact); it must still meet the
+        workload's gate and validation like any proposal."""
+        ...
+
+    def with_human_artifact(self, item: WorkItem, artifact: Artifact) -> WorkItem:
+        """``item`` (waiting in a queue) carrying a person's ``artifact`` instead."""
         ...

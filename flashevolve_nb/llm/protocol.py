@@ -6,11 +6,24 @@ simulated backend and a real OpenAI-compatible server are interchangeable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
-__all__ = ["LLM", "Completion", "FinishReason", "LLMError", "Message", "Usage"]
+__all__ = [
+    "LLM",
+    "Completion",
+    "FinishReason",
+    "LLMError",
+    "Message",
+    "RetryListener",
+    "RetryNotice",
+    "Usage",
+    "report_retry",
+    "retry_listener",
+]
 
 Message = Mapping[str, str]
 """A chat message: ``{"role": "system" | "user" | "assistant", "content": str}``."""
@@ -64,3 +77,47 @@ class LLM(Protocol):
         ...
 
     async def chat(self, messages: Sequence[Message], **params: Any) -> Completion: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryNotice:
+    """A backend's attempt failed and it will try again (``LLMRetry`` events carry these)."""
+
+    backend: str
+    endpoint: str
+    """Which replica failed (a base URL without credentials)."""
+    attempt: int
+    """The attempt that failed, from 1."""
+    cause: str
+    """What went wrong, e.g. ``"HTTP 429: rate limited"`` or ``"timeout after 30s"``."""
+    status: int | None
+    """The HTTP status, or None when no response came (timeout, dropped connection)."""
+    delay: float
+    """Wall seconds the backend waits before the next attempt."""
+
+
+RetryListener = Callable[[RetryNotice], None]
+
+# A context variable rather than a ``chat`` parameter: the caller (the engine's
+# StageContext) learns about retries without any backend having to accept, or
+# the simulator having to ignore, an extra argument.
+_retry_listener: ContextVar[RetryListener | None] = ContextVar(
+    "flashevolve_retry_listener", default=None
+)
+
+
+@contextmanager
+def retry_listener(listener: RetryListener | None) -> Iterator[None]:
+    """Send the retries of ``chat`` calls made inside this block to ``listener``."""
+    token = _retry_listener.set(listener)
+    try:
+        yield
+    finally:
+        _retry_listener.reset(token)
+
+
+def report_retry(notice: RetryNotice) -> None:
+    """Called by a backend before it retries; a no-op when nobody listens."""
+    listener = _retry_listener.get()
+    if listener is not None:
+        listener(notice)

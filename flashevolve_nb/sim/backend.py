@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections import Counter
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,6 +51,9 @@ def prompt_tokens(messages: Sequence[Message]) -> int:
     return sum(len(m.get("content", "")) // 4 + 4 for m in messages)
 
 
+_SEEN_MAX = 50_000
+
+
 class Simulator:
     """One simulated model server with seeded, prompt-driven behaviour."""
 
@@ -61,7 +64,10 @@ class Simulator:
         self.seed = seed
         self.clock = clock if clock is not None else Clock()
         self.server = make_server(self.profile, self.clock, seed)
-        self._seen: Counter[str] = Counter()
+        # Occurrences of each distinct conversation, so that asking the same thing twice
+        # samples twice. Bounded (oldest forgotten first) so a long run's memory stays flat;
+        # a conversation forgotten and asked again long after simply samples afresh.
+        self._seen: OrderedDict[bytes, int] = OrderedDict()
 
     def llm(self, role: str = "task") -> SimulatedLLM:
         return SimulatedLLM(self, role)
@@ -72,8 +78,11 @@ class Simulator:
             [[m.get("role", ""), m.get("content", "")] for m in messages], ensure_ascii=False
         )
         digest = hashlib.sha256(payload.encode()).hexdigest()
-        occurrence = self._seen[digest]
-        self._seen[digest] += 1
+        key = bytes.fromhex(digest[:32])
+        occurrence = self._seen.pop(key, 0)
+        self._seen[key] = occurrence + 1
+        if len(self._seen) > _SEEN_MAX:
+            self._seen.popitem(last=False)
         if temperature == 0:
             occurrence = 0
         return random.Random(f"{self.seed}:{digest}:{occurrence}")

@@ -26,8 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flashevolve_nb.llm.protocol import FinishReason, Message
+from flashevolve_nb.repair.prompt import REPAIR_MARKER
 from flashevolve_nb.sim.answers import compose_answer
 from flashevolve_nb.sim.lengths import CallKind
+from flashevolve_nb.sim.repair import REPAIR
 from flashevolve_nb.sim.rulebook import topic_of
 from flashevolve_nb.sim.rules import CONFLICTS, RULES, RULES_BY_ID, conflicts_with, stated_rules
 from flashevolve_nb.workloads.gepa.prompts import CURRENT_TEXT_HEADING, REFLECTION_MARKER, fence
@@ -269,6 +271,9 @@ def respond(
     """The scripted answer to a conversation, from its text alone."""
     users = [m.get("content", "") for m in messages if m.get("role") == "user"]
     systems = [m.get("content", "") for m in messages if m.get("role") == "system"]
+    if any(REPAIR_MARKER in u for u in users):
+        prompt = next(u for u in users if REPAIR_MARKER in u)
+        return Reply(REPAIR.answer(prompt, rng), "reflection")
     if any(REFLECTION_MARKER in u for u in users):
         prompt = next(u for u in users if REFLECTION_MARKER in u)
         return reflection.answer(prompt, rng)

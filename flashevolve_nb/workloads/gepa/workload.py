@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -32,6 +32,9 @@ from flashevolve_nb.engine import (
     make_selector,
 )
 from flashevolve_nb.engine.events import GateResult, ProposalFailed, ProposalMade, ValidationDone
+from flashevolve_nb.engine.partial import Partial, release_partial
+from flashevolve_nb.engine.speculation import PendingValidation, speculation_of, stage_alpha
+from flashevolve_nb.engine.validation_order import DiscriminativeOrder
 from flashevolve_nb.engine.workload import SeedEntry
 from flashevolve_nb.llm.protocol import LLM, Completion, LLMError, Message
 from flashevolve_nb.workloads.gepa.prompts import (
@@ -89,6 +92,13 @@ class GepaStep:
     parent_evals: tuple[Evaluation, ...] = ()
     child_evals: tuple[Evaluation, ...] = ()
     val_scores: tuple[float, ...] = ()
+    parent_rest: asyncio.Task[list[Evaluation]] | None = None
+    """Rollout released early: the rest of the parent's minibatch results (the gate folds
+    them in)."""
+    val_pending: PendingValidation | None = None
+    """Validation released early: the scores so far and the task finishing the rest."""
+    human: Artifact | None = None
+    """A person's artifact: the propose stage adopts it instead of asking the reflection LM."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +143,7 @@ class GepaWorkload:
         config: GepaConfig | None = None,
         *,
         seed: int = 0,
+        repair_lm: LLM | None = None,
     ) -> None:
         if not trainset:
             raise ValueError("GEPA needs a non-empty trainset to draw minibatches from")
@@ -144,9 +155,12 @@ class GepaWorkload:
         self.config = config or GepaConfig()
         self.task_lm = task_lm
         self.reflection_lm = reflection_lm or task_lm
+        # Repair is a reflection-like job: by default the same model serves it.
+        self.repair_lm = repair_lm or self.reflection_lm
         self.seed_candidate = dict(seed_candidate)
         self._train = {inst.id: inst for inst in trainset}
         self._val = list(valset)
+        self._val_order = DiscriminativeOrder(len(self._val), pass_score=self.config.perfect_score)
         self._selector: ParentSelector = make_selector(self.config.candidate_selection)
         self._sampler = EpochShuffledSampler(
             list(self._train), self.config.minibatch_size, random.Random(f"{seed}:minibatch")
@@ -156,6 +170,12 @@ class GepaWorkload:
         self._components = list(self.seed_candidate)
 
     # ---- Workload protocol ----------------------------------------------
+    validation_stage = "validate"
+    partial_stages: tuple[str, ...] = ("rollout", "validate")
+    """Stages that can hand their output on early (an alpha below 1): rollout (propose
+    reflects on the examples that finished) and validate (speculative validation)."""
+    """Where a repaired (patched) artifact re-enters: it is validated before admission."""
+
     default_decision_points: tuple[str, ...] = ("validate", "admit")
     """Stale proposals meet the policy after the gate (before validation) and before
     admission: the first saves validation work, the second sees the newest pool."""
@@ -185,6 +205,16 @@ class GepaWorkload:
     def instance_ids(self) -> Sequence[str]:
         return [inst.id for inst in self._val]
 
+    def llm_for(self, role: str) -> LLM:
+        """The model serving ``role``: ``task``, ``reflection`` or ``repair``."""
+        if role == "task":
+            return self.task_lm
+        if role == "reflection":
+            return self.reflection_lm
+        if role == "repair":
+            return self.repair_lm
+        raise KeyError(f"no model for role {role!r}; roles: task, reflection, repair")
+
     async def seed(self, ctx: StageContext) -> Sequence[SeedEntry]:
         artifact = Artifact(
             id=ctx.new_id("a"), components=self.seed_candidate, origin=Origin.SEED,
@@ -192,6 +222,7 @@ class GepaWorkload:
         )  # fmt: skip
         evals = await self._evaluate(ctx, artifact, self._val)
         scores = [e.score for e in evals]
+        self._val_order.observe(scores)
         ctx.emit(
             ValidationDone(
                 t=ctx.now(), step=0, artifact_id=artifact.id,
@@ -204,7 +235,17 @@ class GepaWorkload:
         self, step: int, item_id: str, pool: Pool, rng: random.Random, now: float
     ) -> WorkItem | None:
         parent = self._selector.select(pool, rng).artifact
-        k = self._next_component.get(parent.id, 0)
+        return self.begin_step_from(step, item_id, parent, pool, rng, now)
+
+    def begin_step_from(
+        self, step: int, item_id: str, parent: Artifact, pool: Pool, rng: random.Random, now: float
+    ) -> WorkItem:
+        """A step from a given parent: a resumed run re-derives a step cut off by a crash."""
+        k = self._next_component.get(parent.id)
+        if k is None:
+            # A child starts where its parent's rotation was when it was proposed (as in
+            # gepa); kept on the artifact, so this map only ever holds actual parents.
+            k = int(parent.meta.get("component_cursor", 0))
         component = self._components[k % len(self._components)]
         self._next_component[parent.id] = k + 1
         return WorkItem(
@@ -216,16 +257,68 @@ class GepaWorkload:
             created_at=now,
         )
 
+    def restore_progress(self, pool: Pool, steps: int) -> None:
+        """A resumed run has begun ``steps`` steps: move the minibatch sampler past them,
+        so the run goes on with new minibatches instead of repeating the first ones."""
+        for _ in range(steps):
+            self._sampler.next_batch()
+
     def admission(self, item: WorkItem) -> Sequence[float]:
         payload: GepaStep = item.payload
         return payload.val_scores
 
+    # ---- human steps (engine.workload.HumanSteps) ---------------------------
+    def begin_human_step(
+        self,
+        step: int,
+        item_id: str,
+        artifact: Artifact,
+        pool: Pool,
+        rng: random.Random,
+        now: float,
+    ) -> WorkItem:
+        """A step whose proposal is a person's ``artifact``: the parent is rolled out on a
+        fresh minibatch, the propose stage adopts ``artifact``, and gate and validation
+        judge it as they judge any proposal."""
+        parent = pool.entry(artifact.parents[0]).artifact
+        if set(artifact) != set(parent):
+            raise ValueError(
+                f"a human artifact has the components of its parent {list(parent)} "
+                f"(got {list(artifact)})"
+            )
+        changed = [k for k in artifact if artifact[k] != parent[k]]
+        component = changed[0] if changed else self._components[0]
+        return WorkItem(
+            id=item_id,
+            step=step,
+            base_version=pool.version,
+            artifact=parent,
+            payload=GepaStep(
+                parent.id, component, tuple(self._sampler.next_batch()), human=artifact
+            ),
+            created_at=now,
+        )
+
+    def with_human_artifact(self, item: WorkItem, artifact: Artifact) -> WorkItem:
+        """Before the proposal, ``artifact`` becomes the step's proposal; after it, the
+        person's artifact takes the proposal's place at the gate or validation."""
+        p: GepaStep = item.payload
+        if item.artifact.id == p.parent_id:
+            return item.evolve(payload=_replace(p, human=artifact))
+        return item.evolve(artifact=artifact)
+
     # ---- stages ------------------------------------------------------------
     async def _rollout(self, item: WorkItem, ctx: StageContext) -> Sequence[WorkItem]:
         p: GepaStep = item.payload
+        alpha = stage_alpha(ctx)
+        if alpha < 1:
+            return await self._rollout_partial(item, ctx, alpha)
         evals = await self._evaluate(ctx, item.artifact, [self._train[i] for i in p.minibatch])
-        if self.config.skip_perfect_score and all(
-            e.score >= self.config.perfect_score for e in evals
+        # A person asked for this proposal to be judged: never skip it.
+        if (
+            p.human is None
+            and self.config.skip_perfect_score
+            and all(e.score >= self.config.perfect_score for e in evals)
         ):
             ctx.end_step("skipped: the parent is already perfect on this minibatch")
             return []
@@ -234,6 +327,8 @@ class GepaWorkload:
     async def _propose(self, item: WorkItem, ctx: StageContext) -> Sequence[WorkItem]:
         p: GepaStep = item.payload
         parent = item.artifact
+        if p.human is not None:
+            return self._adopt_human(item, p.human, ctx)
         examples = [
             ReflectionExample(self._train[e.instance_id].input, e.output, e.score, e.feedback)
             for e in p.parent_evals
@@ -265,8 +360,8 @@ class GepaWorkload:
             base_version=item.base_version,
             created_at=ctx.now(),
             note=f"reflective proposal for {p.component!r}",
+            meta={"component_cursor": self._next_component.get(parent.id, 0)},
         )
-        self._next_component[child.id] = self._next_component.get(parent.id, 0)
         ctx.count_proposal()
         ctx.emit(
             ProposalMade(
@@ -276,8 +371,26 @@ class GepaWorkload:
         )  # fmt: skip
         return [item.evolve(artifact=child)]
 
+    def _adopt_human(
+        self, item: WorkItem, child: Artifact, ctx: StageContext
+    ) -> Sequence[WorkItem]:
+        """The person's artifact is the proposal: no reflection call, no proposal budget spent."""
+        p: GepaStep = item.payload
+        self._next_component[child.id] = self._next_component.get(item.artifact.id, 0)
+        ctx.emit(
+            ProposalMade(
+                t=ctx.now(), step=item.step, artifact_id=child.id, parent_id=item.artifact.id,
+                component=p.component,
+            )
+        )  # fmt: skip
+        return [item.evolve(artifact=child, payload=_replace(p, human=None))]
+
     async def _gate(self, item: WorkItem, ctx: StageContext) -> Sequence[WorkItem]:
         p: GepaStep = item.payload
+        if p.parent_rest is not None:
+            # Fold in the rollout's long tail: the gate compares whole-minibatch sums.
+            p = _replace(p, parent_evals=tuple(await _fold_in(p.parent_rest)), parent_rest=None)
+            item = item.evolve(payload=p)
         evals = await self._evaluate(ctx, item.artifact, [self._train[i] for i in p.minibatch])
         parent_sum = sum(e.score for e in p.parent_evals)
         child_sum = sum(e.score for e in evals)
@@ -298,8 +411,17 @@ class GepaWorkload:
 
     async def _validate(self, item: WorkItem, ctx: StageContext) -> Sequence[WorkItem]:
         p: GepaStep = item.payload
+        if p.val_pending is not None:
+            # A patched artifact is validated afresh: the stale one's scores are moot.
+            p.val_pending.full.cancel()
+            p = _replace(p, val_pending=None)
+            item = item.evolve(payload=p)
+        alpha = stage_alpha(ctx)
+        if alpha < 1:
+            return await self._validate_partial(item, ctx, alpha)
         evals = await self._evaluate(ctx, item.artifact, self._val)
         scores = tuple(e.score for e in evals)
+        self._val_order.observe(scores)
         ctx.emit(
             ValidationDone(
                 t=ctx.now(), step=item.step, artifact_id=item.artifact.id,
@@ -307,6 +429,92 @@ class GepaWorkload:
             )
         )  # fmt: skip
         return [item.evolve(payload=_replace(p, val_scores=scores))]
+
+    # ---- speculative completion (engine.partial, engine.speculation) ----------
+    def pending_validation(self, item: WorkItem) -> PendingValidation | None:
+        """The validation still running for ``item`` at admission (None: it is complete)."""
+        payload = item.payload
+        return payload.val_pending if isinstance(payload, GepaStep) else None
+
+    def validation_order(self) -> tuple[int, ...]:
+        """Validation instance indices, most discriminative first (used when released early)."""
+        return self._val_order.order()
+
+    async def _rollout_partial(
+        self, item: WorkItem, ctx: StageContext, alpha: float
+    ) -> Sequence[WorkItem]:
+        p: GepaStep = item.payload
+        calls = self._eval_calls(ctx, item.artifact, [self._train[i] for i in p.minibatch])
+        partial = await release_partial(ctx, calls, alpha, item_id=item.id)
+        done = tuple(partial.done[i] for i in sorted(partial.done))
+        perfect = self.config.perfect_score
+        if (
+            p.human is None
+            and self.config.skip_perfect_score
+            and all(e.score >= perfect for e in done)
+        ):
+            # Only the whole minibatch can show the parent is perfect on it: wait for it.
+            evals = await partial.all()
+            if all(e.score >= perfect for e in evals):
+                ctx.end_step("skipped: the parent is already perfect on this minibatch")
+                return []
+            return [item.evolve(payload=_replace(p, parent_evals=tuple(evals)))]
+        return [item.evolve(payload=_replace(p, parent_evals=done, parent_rest=partial.rest))]
+
+    async def _validate_partial(
+        self, item: WorkItem, ctx: StageContext, alpha: float
+    ) -> Sequence[WorkItem]:
+        """Validation in discriminative order, released once ``alpha`` of it is in."""
+        p: GepaStep = item.payload
+        order = self._val_order.order()
+        calls = self._eval_calls(ctx, item.artifact, [self._val[i] for i in order])
+        partial = await release_partial(ctx, calls, alpha, item_id=item.id)
+        if partial.complete:
+            scores = await self._finish_validation(ctx, item, order, partial)
+            return [item.evolve(payload=_replace(p, val_scores=scores))]
+        full = speculation_of(ctx).spawn_tail(
+            item.step,
+            self._finish_validation(ctx, item, order, partial),
+            name="flashevolve-validation",
+        )
+        measured = {order[k]: e.score for k, e in partial.done.items()}
+        pending = PendingValidation(item.artifact.id, measured, full)
+        return [item.evolve(payload=_replace(p, val_pending=pending))]
+
+    async def _finish_validation(
+        self,
+        ctx: StageContext,
+        item: WorkItem,
+        order: Sequence[int],
+        partial: Partial[Evaluation],
+    ) -> tuple[float, ...]:
+        evals = await partial.all()
+        scores = [0.0] * len(order)
+        for k, i in enumerate(order):
+            scores[i] = evals[k].score
+        self._val_order.observe(scores)
+        ctx.emit(
+            ValidationDone(
+                t=ctx.now(), step=item.step, artifact_id=item.artifact.id,
+                score=sum(scores) / len(scores), instances=len(scores),
+            )
+        )  # fmt: skip
+        return tuple(scores)
+
+    def _eval_calls(
+        self, ctx: StageContext, artifact: Artifact, instances: Sequence[Any]
+    ) -> list[Coroutine[Any, Any, Evaluation]]:
+        """One recorded task call per instance; each counts as a metric call when it ends."""
+
+        async def chat(messages: Sequence[Message], **params: Any) -> Completion:
+            return await ctx.chat(self.task_lm, messages, role="task", **params)
+
+        async def counted(call: Coroutine[Any, Any, Evaluation]) -> Evaluation:
+            evaluation = await call
+            ctx.count_metric_calls(1)
+            return evaluation
+
+        return [counted(c) for c in self._task_calls(artifact.components, instances, chat)]
 
     # ---- evaluation ----------------------------------------------------------
     async def _evaluate(
@@ -337,6 +545,15 @@ class GepaWorkload:
         chat: Callable[..., Awaitable[Completion]],
     ) -> list[Evaluation]:
         """Every instance through the task model, ``request_concurrency`` at a time."""
+        return list(await asyncio.gather(*self._task_calls(components, instances, chat)))
+
+    def _task_calls(
+        self,
+        components: Mapping[str, str],
+        instances: Sequence[Any],
+        chat: Callable[..., Awaitable[Completion]],
+    ) -> list[Coroutine[Any, Any, Evaluation]]:
+        """One call per instance, all sharing a limit of ``request_concurrency`` in flight."""
         limit = asyncio.Semaphore(self.config.request_concurrency)
         params = dict(self.config.task_params)
         if self.config.task_max_tokens is not None:
@@ -353,8 +570,19 @@ class GepaWorkload:
             scored = self.task.score(inst, completion.text)
             return Evaluation(inst.id, completion.text, float(scored.score), scored.feedback)
 
-        return list(await asyncio.gather(*(one(inst) for inst in instances)))
+        return [one(inst) for inst in instances]
 
 
 def _replace(p: GepaStep, **changes: Any) -> GepaStep:
     return replace(p, **changes)
+
+
+async def _fold_in(rest: asyncio.Task[list[Evaluation]]) -> list[Evaluation]:
+    """Await a tail; if the tail (not this stage) was cancelled, that is an error here."""
+    try:
+        return await rest
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if rest.cancelled() and (task is None or not task.cancelling()):
+            raise RuntimeError("the rollout's remaining requests were cancelled") from None
+        raise
