@@ -53,13 +53,16 @@ class DemoConfig:
     staleness_lab: bool = False
     """Make staleness happen on purpose, for teaching: a deep pipeline (depth >= 32)
     with a slow validation stage (2 workers), so proposals arrive versions behind."""
-    controller: Literal["fixed", "adaptive"] = "fixed"
-    """``adaptive``: the controller moves workers and sizes the pipeline as the run goes
-    (async mode only; the synchronous comparison run always stays fixed)."""
+    controller: Literal["fixed", "adaptive"] = "adaptive"
+    """``adaptive`` (default, it measured best): the controller moves workers and sizes
+    the pipeline as the run goes; ``fixed`` keeps ``workers`` and ``depth``. Async mode
+    only (the synchronous run stays fixed), and the staleness lab stays fixed too, since
+    the controller would undo its deliberately deep, slow pipeline."""
     controller_params: ControllerParams | None = field(default=None, repr=False)
-    alpha: float | Mapping[str, float] = 1.0
+    alpha: float | Mapping[str, float] = 0.5
     """Speculative completion: a stage hands its output on once this fraction of its
-    requests is in (1: wait for all). A number applies to rollout and validate."""
+    requests is in (1: wait for all). A number applies to rollout and validate.
+    Default 0.5, the best measured (benchmarks/bench_issue4.py)."""
     speculative_validation: bool = False
     """Admit a candidate whose validation prefix beats its parent's before the rest is in
     (needs ``alpha`` < 1 for validate). Async mode only."""
@@ -262,7 +265,11 @@ def build_demo(
             seed=config.seed,
             policy=config.policy,
             speculation=config.speculation(),
-            controller=config.controller if config.mode == "async" else "fixed",
+            controller=(
+                config.controller
+                if config.mode == "async" and not config.staleness_lab
+                else "fixed"
+            ),
             controller_params=config.controller_params or ControllerParams(),
             budget=Budget(
                 max_sim_seconds=config.minutes * 60.0,

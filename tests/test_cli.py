@@ -100,7 +100,8 @@ def test_each_staleness_policy_runs_offline_and_prints_its_stats(tmp_path: Path)
         fig = json.loads(out.read_text())[0]
         assert fig["stale_seen"] > 0, policy
         decisions = fig["decisions"]
-        assert sum(decisions.values()) >= fig["stale_seen"] - 1
+        # A few decisions may still wait on the repair model when the deadline cuts the run.
+        assert sum(decisions.values()) >= fig["stale_seen"] - 4
         if name == "accept":
             assert set(decisions) == {"accept"}
         if name == "discard":

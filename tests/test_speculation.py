@@ -350,7 +350,7 @@ def test_speculation_settings_are_checked_and_name_what_to_do() -> None:
     controls = [(e.stage, e.action, e.value) for e in pipe.recorder.events]
     assert controls == [("*", "speculative_validation", "off"), ("validate", "alpha", "1")]
     with pytest.raises(ValueError, match=r"give 'validate' an alpha below 1"):
-        build_demo(DemoConfig(speculative_validation=True))
+        build_demo(DemoConfig(alpha=1.0, speculative_validation=True))
 
 
 # ---- GEPA end to end ------------------------------------------------------------------

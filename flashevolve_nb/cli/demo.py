@@ -146,8 +146,8 @@ def add_parser(sub: Any) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="admit a candidate whose validation prefix beats its parent's before its full "
-        "evaluation, then confirm or roll it back (default: on whenever validate's alpha "
-        "is below 1). Measured best: --controller adaptive --alpha 0.5",
+        "evaluation, then confirm or roll it back (needs validate's alpha below 1; off by "
+        "default). Measured best: --controller adaptive --alpha 0.5 --speculative-validation",
     )
     p.add_argument("--no-progress", action="store_true", help="do not draw the progress bar")
     p.add_argument(
@@ -179,7 +179,7 @@ def _handle(args: argparse.Namespace) -> int:
         controller=args.controller,
         alpha=args.alpha,
         speculative_validation=(
-            _validate_alpha(args.alpha) < 1
+            DemoConfig.speculative_validation
             if args.speculative_validation is None
             else args.speculative_validation
         ),
@@ -213,10 +213,6 @@ def _alpha(text: str) -> float | dict[str, float]:
         raise argparse.ArgumentTypeError(
             f"{text!r}: give a number in (0, 1] or STAGE=A pairs, e.g. validate=0.25,rollout=0.5"
         ) from None
-
-
-def _validate_alpha(alpha: float | dict[str, float]) -> float:
-    return alpha.get("validate", 1.0) if isinstance(alpha, dict) else alpha
 
 
 def _with_mode(c: DemoConfig, mode: Literal["async", "sync"]) -> DemoConfig:
