@@ -383,7 +383,8 @@ def _summary(outcomes: list[DemoOutcome], clock: str) -> str:
     for o in outcomes:
         lines.append(f"{o.config.mode}: stopped because {o.result.finish_reason}")
     for f in figs:
-        lines += ["", _staleness_lines(f)]
+        if f["mode"] == "async":
+            lines += ["", _staleness_lines(f)]
     lines.append("")
     lines += [_control_line(f) for f in figs]
     best = outcomes[0].result
