@@ -19,6 +19,7 @@ from flashevolve_nb.llm.protocol import LLM, Completion, Message, RetryNotice, r
 if TYPE_CHECKING:
     from flashevolve_nb.engine.pipeline import Pipeline
     from flashevolve_nb.engine.pool import Pool
+    from flashevolve_nb.engine.speculation import Speculation
 
 __all__ = ["StageContext"]
 
@@ -39,6 +40,11 @@ class StageContext:
     @property
     def pool(self) -> Pool:
         return self._pipeline.pool
+
+    @property
+    def speculation(self) -> Speculation:
+        """The run's speculation settings and bookkeeping (alpha, speculative validation)."""
+        return self._pipeline.speculation
 
     def now(self) -> float:
         return self._pipeline.clock.now()

@@ -119,9 +119,7 @@ class _Open:
 
 def speculation_of(ctx: StageContext) -> Speculation:
     """The run's :class:`Speculation`, from inside a stage."""
-    # StageContext keeps its pipeline private; the engine's own modules may look.
-    spec: Speculation = ctx._pipeline.speculation
-    return spec
+    return ctx.speculation
 
 
 def stage_alpha(ctx: StageContext) -> float:
