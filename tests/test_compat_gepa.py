@@ -177,6 +177,7 @@ class TwoPartPromptAdapter(GEPAAdapter[RulebookInput, RulebookTrace, RulebookOut
         self.fail_every = fail_every
         self.examples_evaluated = 0
         self.calls = 0
+        self.evolved_calls = 0
         self._lock = threading.Lock()
 
     def evaluate(
@@ -185,10 +186,16 @@ class TwoPartPromptAdapter(GEPAAdapter[RulebookInput, RulebookTrace, RulebookOut
         candidate: dict[str, str],
         capture_traces: bool = False,
     ) -> EvaluationBatch[RulebookTrace, RulebookOutput]:
+        # Only evolved candidates crash (the seed has no rules), counted among
+        # themselves: how seed and child calls interleave depends on the
+        # thread schedule, and must not decide whether any call crashes.
+        evolved = candidate["rules"] != ""
         with self._lock:
             self.calls += 1
             calls = self.calls
-        if self.fail_every and candidate["rules"] != "" and calls % self.fail_every == 0:
+            self.evolved_calls += evolved
+            nth = self.evolved_calls
+        if self.fail_every and evolved and nth % self.fail_every == 0:
             raise RuntimeError(f"the system under test crashed on call {calls}")
         system = f"{candidate['persona']}\n\n{candidate['rules']}".strip()
         outputs: list[RulebookOutput] = []

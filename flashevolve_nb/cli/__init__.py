@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 import flashevolve_nb
-from flashevolve_nb.cli import demo, run, sim_server
+from flashevolve_nb.cli import bench, demo, run, sim_server
 
 __all__ = ["main"]
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     sim_server.add_parser(sub)
     run.add_parser(sub)
+    bench.add_parser(sub)
     return parser
 
 

@@ -38,7 +38,7 @@ import math
 import os
 import random
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -191,7 +191,10 @@ class OpenAIBackend:
     ``clock``: report latencies on a run clock (a loopback simulator server at
     ``time_scale`` x); by default they are wall seconds. ``on_retry`` hears
     every retry in addition to whoever listens through
-    :func:`~flashevolve_nb.llm.protocol.retry_listener`.
+    :func:`~flashevolve_nb.llm.protocol.retry_listener`. ``request_extra``:
+    called once per ``chat`` for request fields of that call only (e.g. a
+    ``max_tokens`` drawn per request by a benchmark); they override
+    ``config.params`` and yield to the call's own ``params``.
     """
 
     def __init__(
@@ -201,6 +204,7 @@ class OpenAIBackend:
         clock: Clock | None = None,
         on_retry: RetryListener | None = None,
         seed: int | None = None,
+        request_extra: Callable[[], Mapping[str, Any]] | None = None,
         **fields: Any,
     ) -> None:
         if config is None:
@@ -210,6 +214,7 @@ class OpenAIBackend:
         self.config = config
         self.clock = clock
         self._on_retry = on_retry
+        self._request_extra = request_extra
         self._rng = random.Random(seed)
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = (
             weakref.WeakKeyDictionary()
@@ -235,6 +240,8 @@ class OpenAIBackend:
         The latency is the caller's: waiting for a slot, every attempt and every
         backoff included, in wall seconds (or on ``clock``).
         """
+        if self._request_extra is not None:
+            params = {**self._request_extra(), **params}
         request = self._request(messages, params)
         loop = asyncio.get_running_loop()
         started = loop.time()

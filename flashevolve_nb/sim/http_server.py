@@ -121,6 +121,7 @@ class SimHTTPServer:
         faults: FaultRates | FaultPlan | None = None,
         model_name: str = MODEL_NAME,
         record: int = 0,
+        sample_every: float | None = None,
     ) -> None:
         self.simulator = simulator or Simulator(profile, seed=seed, clock=Clock(time_scale))
         self.port = port
@@ -138,6 +139,13 @@ class SimHTTPServer:
         self._peak_in_flight = 0
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Load samples for benchmarks (GET /sim/samples): every ``sample_every`` real
+        # seconds, with the peak of in-flight requests since the previous sample, so a
+        # short burst between two samples is not missed.
+        self.sample_every = sample_every
+        self._samples: deque[dict[str, float]] = deque(maxlen=1_000_000)
+        self._peak_since_sample = 0
+        self._sampler: asyncio.Task[None] | None = None
 
     # ---- addresses and counters -------------------------------------------
     @property
@@ -190,6 +198,8 @@ class SimHTTPServer:
                 ) from None
             raise
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.sample_every is not None and self._sampler is None:
+            self._sampler = asyncio.get_running_loop().create_task(self._sample_forever())
 
     async def serve_forever(self) -> None:
         if self._server is None:
@@ -200,7 +210,53 @@ class SimHTTPServer:
         finally:
             await self.aclose()
 
+    # ---- load samples (benchmarks) ---------------------------------------------
+    def load_snapshot(self) -> dict[str, float]:
+        """The simulated server's load now, with cumulative integrals (for windowed means).
+
+        Call it on the server's loop (the ``/sim/stats`` route does). Times are
+        simulated seconds; ``running_area`` / ``in_flight_area`` are the integrals
+        of running sequences / requests at the server over simulated time.
+        """
+        if not self.simulator.clock.started:
+            self.simulator.clock.start()  # load is measured from the first look on
+        st = self.simulator.server.stats()
+        profile = self.simulator.profile
+        cap = float(getattr(profile, "max_running", 0) or getattr(profile, "max_concurrency", 0))
+        return {
+            "t": st.now,
+            "http_in_flight": self._in_flight,
+            "peak": self._peak_since_sample,
+            "running": st.running,
+            "waiting": st.waiting,
+            "tokens_generated": st.tokens_generated,
+            "requests_served": st.requests_served,
+            "running_area": st.mean_running * st.now,
+            "in_flight_area": st.mean_in_flight * st.now,
+            "capacity_tokens_per_s": st.capacity_tokens_per_s,
+            "max_running": cap,
+            "time_scale": self.time_scale,
+        }
+
+    def take_samples(self) -> list[dict[str, float]]:
+        """The load samples taken since the last call (oldest first), and forget them."""
+        out = list(self._samples)
+        self._samples.clear()
+        return out
+
+    async def _sample_forever(self) -> None:
+        assert self.sample_every is not None
+        while True:
+            self._samples.append(self.load_snapshot())
+            self._peak_since_sample = self._in_flight
+            await asyncio.sleep(self.sample_every)
+
     async def aclose(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
+            self._sampler = None
         if self._server is not None:
             self._server.close()
         for task in list(self._connections):
@@ -292,6 +348,12 @@ class SimHTTPServer:
     ) -> bool:
         """Answer one request; False when the connection must close."""
         path = req.path.split("?", 1)[0].rstrip("/")
+        if path in ("/sim/stats", "/sim/samples") and req.method == "GET":
+            if not self._authorized(req):
+                return await self._unauthorized(writer, req)
+            payload: Any = self.load_snapshot() if path == "/sim/stats" else self.take_samples()
+            await _send_json(writer, 200, payload, req.keep_alive)
+            return req.keep_alive
         if path == "/health" and req.method == "GET":
             await _send(writer, 200, b"", keep_alive=req.keep_alive, content_type="text/plain")
             return req.keep_alive
@@ -320,6 +382,7 @@ class SimHTTPServer:
         self._requests += 1
         self._in_flight += 1
         self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        self._peak_since_sample = max(self._peak_since_sample, self._in_flight)
         try:
             return await self._chat_in_flight(req, reader, writer)
         finally:

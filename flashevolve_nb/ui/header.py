@@ -52,6 +52,14 @@ class HeaderView:
         self.stop_cancel.on_click(lambda _: self._do(lambda: self._stop("cancel")))
         buttons = w.HBox([self.pause_all, self.resume_all, self.stop_drain, self.stop_cancel])
         self.widget = w.VBox([self.figures, buttons, self.status, self.problems])
+        # Stable hooks for browser tests and user CSS; the layout may change, these do not.
+        self.widget.add_class("fe-header")
+        self.figures.add_class("fe-figures")
+        self.pause_all.add_class("fe-pause-all")
+        self.resume_all.add_class("fe-resume-all")
+        self.stop_drain.add_class("fe-stop-drain")
+        self.stop_cancel.add_class("fe-stop-cancel")
+        self.status.add_class("fe-header-status")
 
     def _do(self, fn: Callable[[], str]) -> None:
         act(self.status, fn)

@@ -44,6 +44,13 @@ class StageRow:
         self.pause.on_click(lambda _: self._toggle())
         self.workers.observe(self._workers_changed, names="value")
         self.widget = w.HBox([self.label, self.stats, self.pause, self.workers, self.status])
+        # Stable hooks for browser tests and user CSS; the layout may change, these do not.
+        self.widget.add_class("fe-stage")
+        self.widget.add_class(f"fe-stage-{name}")
+        self.stats.add_class("fe-stage-stats")
+        self.pause.add_class("fe-pause-toggle")
+        self.workers.add_class("fe-workers")
+        self.status.add_class("fe-stage-status")
 
     def _toggle(self) -> None:
         def do() -> str:
@@ -76,8 +83,9 @@ class StageRow:
             f'<span style="display:inline-block;width:{bar * 3}px;height:8px;'
             f'background:#90caf9"></span>'
             f'<span style="display:inline-block;width:{(40 - bar) * 3}px"></span> '
-            f"busy <b>{s.busy}/{s.workers}</b> · <b>{rate:5.1f}</b> items/min"
-            f" · done {s.processed}"
+            f'busy <b class="fe-busy">{s.busy}/{s.workers}</b> · '
+            f"<b>{rate:5.1f}</b> items/min"
+            f' · done <span class="fe-processed-count">{s.processed}</span>'
             + (f" · failed {s.failed}" if s.failed else "")
             + (f" · dropped {s.dropped}" if s.dropped else "")
             + "</span>"
@@ -123,6 +131,7 @@ class StagesView:
         fig.update_layout(height=360, margin={"l": 40, "r": 10, "t": 30, "b": 30})
         fig.update_xaxes(title_text="minutes (run clock)", row=2, col=1)
         self.plot = go.FigureWidget(fig)
+        self.plot.add_class("fe-pipeline-plot")
         self.widget = w.VBox([*(r.widget for r in self.rows.values()), self.plot])
 
     def update(self, tick: Tick) -> None:

@@ -1,0 +1,201 @@
+"""Profiles x time scales x seeds x systems: the benchmark's loop.
+
+For every (profile, time scale, seed) one simulator server process starts
+(:class:`~flashevolve_nb.bench.sampling.ServerProcess`) and every system runs
+against it in turn, ``gepa`` first, with the same task, seed and simulated
+time budget; the server's load is read between the start and the end of each
+run. A second pass gives every system the same metric-call budget (the
+"equal metric calls" table), at the first time scale.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Literal
+
+from flashevolve_nb.bench.figures import RunBudget, RunFigures
+from flashevolve_nb.bench.gepa_http import TaskSizes, run_gepa
+from flashevolve_nb.bench.metrics import figures
+from flashevolve_nb.bench.ours import run_ours
+from flashevolve_nb.bench.sampling import ServerProcess, ServerWindow, window
+from flashevolve_nb.bench.systems import OUR_SYSTEMS, check_systems
+from flashevolve_nb.bench.turbo import TurboUnavailable, run_turbo
+
+__all__ = ["BenchConfig", "BenchResult", "RunRecord", "run_bench"]
+
+BudgetKind = Literal["time", "calls"]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    profiles: tuple[str, ...] = ("vllm", "api")
+    systems: tuple[str, ...] = ("gepa", *OUR_SYSTEMS)
+    seeds: tuple[int, ...] = (0,)
+    minutes: float = 10.0
+    """Simulated minutes per run (the equal-time budget)."""
+    time_scales: tuple[float, ...] = (240.0,)
+    equal_calls: int | None = None
+    """Metric calls per run of the equal-budget table (None: no such table)."""
+    sizes: TaskSizes = field(default_factory=TaskSizes)
+    held_out: bool = True
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "systems", check_systems(self.systems))
+        if not self.seeds or not self.time_scales or not self.profiles:
+            raise ValueError("give at least one seed, one time scale and one profile")
+        if self.minutes <= 0 or any(s <= 0 for s in self.time_scales):
+            raise ValueError("minutes and time scales must be > 0")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One system's run: where, under which budget, and what it gave."""
+
+    profile: str
+    time_scale: float
+    seed: int
+    budget: BudgetKind
+    system: str
+    figures: dict[str, float]
+    curve: tuple[tuple[float, float], ...]
+    series: tuple[tuple[float, int, int], ...]
+    notes: tuple[str, ...] = ()
+    error: str = ""
+    load: float = 0.0
+    """The machine's 1-minute load average when the run ended (other work skews timing)."""
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    meta: dict[str, Any]
+    records: tuple[RunRecord, ...]
+
+
+def _version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def environment() -> dict[str, Any]:
+    """Versions, machine and load, for the report's header."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "versions": {n: _version(n) for n in ("flashevolve_nb", "gepa", "openai", "turbo-gepa")},
+        "loadavg_start": list(os.getloadavg()),
+    }
+
+
+def _one(
+    server: ServerProcess,
+    system: str,
+    seed: int,
+    budget: RunBudget,
+    config: BenchConfig,
+) -> tuple[RunFigures, ServerWindow]:
+    marks: dict[str, Any] = {}
+
+    def before() -> None:
+        server.samples()  # drop the previous run's samples
+        marks["start"] = server.snapshot()
+
+    def after() -> None:
+        marks["end"] = server.snapshot()
+        marks["samples"] = server.samples()
+
+    common: dict[str, Any] = {
+        "seed": seed, "budget": budget, "time_scale": server.time_scale, "sizes": config.sizes,
+        "held_out": config.held_out, "before_run": before, "after_run": after,
+    }  # fmt: skip
+    if system == "gepa":
+        run = run_gepa(server.base_url, server.model, **common)
+    elif system == "turbo-gepa":
+        run = run_turbo(server.base_url, server.model, **common)
+    else:
+        run = run_ours(server.base_url, server.model, system=system, **common)
+    return run, window(marks["start"], marks["end"], marks["samples"])
+
+
+def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> BenchResult:
+    """Run everything ``config`` asks for; ``progress`` hears one line per run."""
+    meta = environment()
+    meta.update(
+        command=config.command,
+        profiles=list(config.profiles),
+        systems=list(config.systems),
+        seeds=list(config.seeds),
+        minutes=config.minutes,
+        time_scales=list(config.time_scales),
+        equal_calls=config.equal_calls,
+        sizes={"n_train": config.sizes.n_train, "n_val": config.sizes.n_val,
+               "n_test": config.sizes.n_test},
+    )  # fmt: skip
+    records: list[RunRecord] = []
+    passes: list[tuple[BudgetKind, float, RunBudget]] = [
+        ("time", scale, RunBudget(sim_minutes=config.minutes)) for scale in config.time_scales
+    ]
+    if config.equal_calls is not None:
+        # a generous time cap so a stuck system cannot hold the benchmark forever
+        passes.append(("calls", config.time_scales[0],
+                       RunBudget(metric_calls=config.equal_calls,
+                                 sim_minutes=config.minutes * 20)))  # fmt: skip
+    t_start = time.perf_counter()
+    for profile in config.profiles:
+        for kind, scale, budget in passes:
+            for seed in config.seeds:
+                with ServerProcess(profile, seed=seed, time_scale=scale) as server:
+                    for system in config.systems:
+                        records.append(_record(server, profile, kind, system, seed, budget,
+                                               config, progress))  # fmt: skip
+    meta["loadavg_end"] = list(os.getloadavg())
+    meta["loadavg_max"] = max((r.load for r in records), default=0.0)
+    meta["wall_seconds"] = time.perf_counter() - t_start
+    return BenchResult(meta, tuple(records))
+
+
+def _record(
+    server: ServerProcess,
+    profile: str,
+    kind: BudgetKind,
+    system: str,
+    seed: int,
+    budget: RunBudget,
+    config: BenchConfig,
+    progress: Callable[[str], None],
+) -> RunRecord:
+    label = f"{profile:4} {kind:5} {server.time_scale:>5g}x seed {seed} {system:16}"
+    t0 = time.perf_counter()
+    try:
+        run, win = _one(server, system, seed, budget, config)
+    except TurboUnavailable as exc:
+        progress(f"{label} skipped: {exc}")
+        return RunRecord(profile, server.time_scale, seed, kind, system, {}, (), (),
+                         error=str(exc))  # fmt: skip
+    figs = figures(run, win)
+    progress(
+        f"{label} {figs['proposals_per_min']:6.1f} proposals/min "
+        f"{figs['accepted_per_min']:5.2f} accepted/min  in-flight {figs['mean_in_flight']:5.1f} "
+        f"best val {figs['best_val']:.3f}  ({time.perf_counter() - t0:.1f}s, "
+        f"load {os.getloadavg()[0]:.1f})"
+    )
+    return RunRecord(
+        profile=profile,
+        time_scale=server.time_scale,
+        seed=seed,
+        budget=kind,
+        system=system,
+        figures=figs,
+        curve=run.curve,
+        series=win.series,
+        notes=run.notes,
+        load=os.getloadavg()[0],
+    )

@@ -1,0 +1,134 @@
+"""``flashevolve bench``: our systems side by side with the real ``gepa`` on simulated servers.
+
+``--quick`` (CI, about two minutes): both profiles, one seed, one time scale,
+short runs. The default (full) mode is what BENCHMARKS.md holds: several
+seeds, two time scales, an equal-metric-calls table. Every choice has a flag;
+progress is printed one line per run, the tables at the end, and JSON,
+Markdown and HTML go to ``--out``. Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parser"]
+
+_QUICK: dict[str, Any] = {"seeds": "0", "minutes": 16.0, "time_scales": "240", "equal_calls": 0}
+_FULL: dict[str, Any] = {"seeds": "0,1", "minutes": 20.0, "time_scales": "60,240",
+                         "equal_calls": 400}  # fmt: skip
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "bench",
+        help="benchmark against the real gepa package on simulated servers",
+        description=(
+            "Run the real gepa package and this project's modes (sync, async with each "
+            "staleness policy, flash) against one loopback simulator server per profile "
+            "(vllm, api), same task, seeds and simulated-time budget; print figures and "
+            "ratios to gepa, write JSON, Markdown and HTML. Everything is simulated."
+        ),
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI size: 1 seed, 16 simulated minutes, 240x, no equal-calls table",
+    )
+    p.add_argument("--profiles", default="vllm,api", help="comma-separated: vllm, api")
+    p.add_argument(
+        "--systems",
+        default="gepa,sync,async-full,async-guarded,async-reflective,flash",
+        help="comma-separated; turbo-gepa reports why it cannot run",
+    )
+    p.add_argument("--seeds", help=f"comma-separated (full: {_FULL['seeds']})")
+    p.add_argument(
+        "--minutes", type=float, help=f"simulated minutes per run (full: {_FULL['minutes']:g})"
+    )
+    p.add_argument(
+        "--time-scales",
+        help=f"simulated seconds per real second, comma-separated (full: {_FULL['time_scales']})",
+    )
+    p.add_argument(
+        "--equal-calls",
+        type=int,
+        help=f"metric calls per run of the equal-budget "
+        f"table, 0 for none (full: {_FULL['equal_calls']})",
+    )
+    p.add_argument("--n-val", type=int, default=40, help="validation set size")
+    p.add_argument("--out", type=Path, default=Path("bench-out"), help="directory for outputs")
+    p.add_argument(
+        "--real-engine",
+        action="store_true",
+        help="the cross-check on a real vLLM CPU engine (see BENCHMARKS.md)",
+    )
+    p.set_defaults(handler=_run)  # fmt: skip
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _command(config: Any, out: Path) -> str:
+    """The one-line command that runs exactly this benchmark again."""
+    return shlex.join([
+        "python3", "-m", "flashevolve_nb", "bench",
+        "--profiles", ",".join(config.profiles), "--systems", ",".join(config.systems),
+        "--seeds", ",".join(map(str, config.seeds)), "--minutes", f"{config.minutes:g}",
+        "--time-scales", ",".join(f"{s:g}" for s in config.time_scales),
+        "--equal-calls", str(config.equal_calls or 0), "--n-val", str(config.sizes.n_val),
+        "--out", str(out),
+    ])  # fmt: skip
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.real_engine:
+        try:
+            from flashevolve_nb.bench import real_engine  # part D's module
+        except ImportError:
+            print("the real-engine cross-check is not available in this version", file=sys.stderr)
+            return 2
+        main: Any = getattr(real_engine, "main", None)
+        if main is None:
+            print("the real-engine cross-check is not wired yet", file=sys.stderr)
+            return 2
+        code: int = main(args)
+        return code
+    from flashevolve_nb.bench.gepa_http import TaskSizes
+    from flashevolve_nb.bench.report import markdown, write_reports
+    from flashevolve_nb.bench.runner import BenchConfig, run_bench
+
+    mode = _QUICK if args.quick else _FULL
+    seeds = args.seeds or mode["seeds"]
+    scales = args.time_scales or mode["time_scales"]
+    equal = mode["equal_calls"] if args.equal_calls is None else args.equal_calls
+    try:
+        config = BenchConfig(
+            profiles=tuple(_csv(args.profiles)),
+            systems=tuple(_csv(args.systems)),
+            seeds=tuple(int(s) for s in _csv(seeds)),
+            minutes=args.minutes or mode["minutes"],
+            time_scales=tuple(float(s) for s in _csv(scales)),
+            equal_calls=equal or None,
+            sizes=TaskSizes(n_val=args.n_val),
+        )
+    except ValueError as exc:
+        raise ValueError(f"bench: {exc}") from None
+    config = replace(config, command=_command(config, args.out))
+    for profile in config.profiles:
+        if profile not in ("vllm", "api"):
+            raise ValueError(f"bench: unknown profile {profile!r}; valid: vllm, api")
+    print(f"flashevolve bench ({'quick' if args.quick else 'full'}, simulated servers): "
+          f"{len(config.profiles)} profile(s) x {len(config.time_scales)} time scale(s) x "
+          f"{len(config.seeds)} seed(s) x {len(config.systems)} systems, "
+          f"{config.minutes:g} simulated minutes per run", flush=True)  # fmt: skip
+    result = run_bench(config, progress=lambda line: print(line, flush=True))
+    print()
+    print(markdown(result))
+    for path in write_reports(result, args.out):
+        print(f"wrote {path}")
+    return 0
