@@ -301,21 +301,9 @@ def run_gepa_system(
     )  # fmt: skip
 
 
-def run_flash_system(
-    base_url: str,
-    model: str,
-    *,
-    seed: int,
-    seconds: float,
-    sizes: TaskSizes,
-    request_extra: RequestExtra,
-) -> RunFigures:
-    from flashevolve_nb.bench.ours import run_ours
-
-    return run_ours(
-        base_url, model, system="flash", seed=seed, budget=RunBudget(wall_seconds=seconds),
-        sizes=sizes, request_extra=request_extra, held_out=False,
-    )  # fmt: skip
+def run_flash_system(*args: Any, **kwargs: Any) -> RunFigures | None:
+    """Our default "flash" configuration against the engine (see ``_ours_runner``)."""
+    return _ours_runner("flash")(*args, **kwargs)
 
 
 RUNNERS: Mapping[str, SystemRunner] = {"gepa": run_gepa_system, "flash": run_flash_system}
