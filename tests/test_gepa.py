@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from flashevolve_nb.clock import Clock
 from flashevolve_nb.demo import DemoConfig, build_demo
 from flashevolve_nb.engine import Pipeline, PipelineConfig, Pool
+from flashevolve_nb.engine.budget import Budget, BudgetTracker
 from flashevolve_nb.engine.events import (
     Admitted,
     GateResult,
@@ -220,3 +222,48 @@ async def test_failed_task_calls_score_zero_and_the_run_goes_on() -> None:
     assert result.stats.llm_errors == len(errors)
     assert result.stats.accepted > 0
     assert result.stats.items_failed == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+@pytest.mark.parametrize("generations", [8, None])
+async def test_a_metric_call_budget_is_overshot_by_one_stage_run_at_most(
+    generations: int | None,
+) -> None:
+    # A deep, wide async pipeline: without reservations every item in flight when the
+    # budget runs out would finish and spend (tens of validations of 20 calls each).
+    config = DemoConfig(minutes=600, time_scale=1.0, depth=32, max_metric_calls=300, **SMALL)
+    demo = build_demo(config)
+    demo.pipeline.config = replace(demo.pipeline.config, call_budget_generations=generations)
+    result = await demo.pipeline.run()
+    assert result.finish_reason == "max_metric_calls=300 reached"
+    spent = demo.pipeline.budget.metric_calls
+    assert 300 <= spent <= 300 + SMALL["n_val"]
+    assert demo.pipeline.budget.reserved == 0  # every reservation was spent or given back
+    assert result.stats.accepted > 0
+    live = peak = 0
+    for e in result.events:
+        live += isinstance(e, StepStarted) - isinstance(e, StepFinished)
+        peak = max(peak, live)
+    if generations is None:
+        assert peak > 4  # the pipeline's depth, only bounded by the committed budget
+    else:
+        # (300 - 20 seed calls) / (about 20 calls per step x 8) leaves one or two steps
+        assert peak <= 2
+
+
+def test_reservations_count_as_committed_until_spent_or_released() -> None:
+    tracker = BudgetTracker(Budget(max_metric_calls=10))
+    a = tracker.reserve(6)
+    b = tracker.reserve(4)
+    assert tracker.committed("metric_calls") and not tracker.exhausted("metric_calls")
+    a.spend(2)
+    a.release()  # the stage ended early: 4 unspent calls go back
+    assert (tracker.metric_calls, tracker.reserved) == (2, 4)
+    assert not tracker.committed("metric_calls")
+    b.spend(5)  # a stage may spend past what it reserved; only its reservation is settled
+    assert (tracker.metric_calls, tracker.reserved) == (7, 0)
+    b.release()
+    assert tracker.reserved == 0
+    with pytest.raises(ValueError, match="cannot reserve"):
+        tracker.reserve(-1)

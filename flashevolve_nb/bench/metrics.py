@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from flashevolve_nb.bench.figures import RunFigures
 from flashevolve_nb.bench.sampling import ServerWindow
 
-__all__ = ["FIGURES", "Figure", "Spread", "figures", "ratio", "spread"]
+__all__ = ["CPU_BOUND", "FIGURES", "Figure", "Spread", "figures", "ratio", "spread"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,15 +55,25 @@ FIGURES: tuple[Figure, ...] = (
     Figure("metric_calls", "metric calls", ".0f", False),
     Figure("proposals", "proposals", ".0f", False),
     Figure("wall_seconds", "wall s", ".1f", False),
+    Figure("client_cpu", "client CPU", ".0%", False),
+    Figure("server_cpu", "server CPU", ".0%", False),
 )
+CPU_BOUND = 0.85
+"""A process busy this share of real time was the bottleneck, not the simulated model:
+its run measures the machine at that time scale, and the report flags it."""
 
 
 def _div(a: float, b: float) -> float:
     return a / b if b else math.nan
 
 
-def figures(run: RunFigures, win: ServerWindow) -> dict[str, float]:
-    """Every figure of one run, by :data:`FIGURES` key (NaN where undefined)."""
+def figures(
+    run: RunFigures, win: ServerWindow, *, client_cpu: float = math.nan
+) -> dict[str, float]:
+    """Every figure of one run, by :data:`FIGURES` key (NaN where undefined).
+
+    ``client_cpu``: the client process's CPU seconds per real second during the run.
+    """
     minutes = run.sim_seconds / 60.0
     tokens = win.tokens_generated
     # Decoding the server did that no client answer reports: requests cancelled
@@ -94,6 +104,8 @@ def figures(run: RunFigures, win: ServerWindow) -> dict[str, float]:
         "metric_calls": float(run.metric_calls),
         "proposals": float(run.proposals),
         "wall_seconds": run.wall_seconds,
+        "client_cpu": client_cpu,
+        "server_cpu": win.server_cpu,
     }
 
 

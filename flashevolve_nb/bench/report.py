@@ -16,16 +16,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from flashevolve_nb.bench.metrics import FIGURES, Figure, paired_ratios, spread
+from flashevolve_nb.bench.metrics import CPU_BOUND, FIGURES, Figure, paired_ratios, spread
 from flashevolve_nb.bench.runner import BenchResult, RunRecord
 
-__all__ = ["goals", "markdown", "render_html", "summary", "tables", "to_json", "write_reports"]
+__all__ = [
+    "cpu_bound", "goals", "markdown", "render_html", "summary", "tables", "to_json",
+    "write_reports",
+]  # fmt: skip
 
 _BY_KEY = {f.key: f for f in FIGURES}
 _MAIN = (
     "proposals_per_min", "accepted_per_min", "sweeps_per_min", "mean_in_flight",
     "peak_in_flight", "running_util", "token_util", "tokens_per_proposal",
     "tokens_per_accepted", "wasted_share", "of_limit", "best_val", "best_test",
+    "client_cpu", "server_cpu",
 )  # fmt: skip
 _RATIOS = ("proposals_per_min", "accepted_per_min", "sweeps_per_min", "mean_in_flight")
 _CALLS = ("metric_calls", "sim_minutes", "proposals", "accepted_per_min", "best_val", "best_test")
@@ -189,7 +193,39 @@ def goals(result: BenchResult) -> list[dict[str, Any]]:
                     r["proposals_per_min"]["median"], 4.9)  # fmt: skip
             add(f"{tag}: flash best val at equal time vs gepa >= 1x",
                 r["best_val"]["median"], 1.0)  # fmt: skip
+    for profile in result.meta["profiles"]:
+        for scale in [result.meta.get("equal_calls_scale") or result.meta["time_scales"][0]]:
+            flash = by.get((profile, "calls", scale, "flash"))
+            gepa = by.get((profile, "calls", scale, "gepa"))
+            if flash is None or gepa is None:
+                continue
+            # "Within noise": flash's median best score is inside gepa's own range over
+            # the seeds (its seed-to-seed spread is the noise of this comparison).
+            mine, base = flash["figures"]["best_val"], gepa["figures"]["best_val"]
+            value = mine["median"]
+            ok = None if math.isnan(value) or math.isnan(base["min"]) else value >= base["min"]
+            out.append({
+                "goal": f"{profile}: flash best val at equal metric calls within gepa's seed "
+                        f"range ({_fmt(base['min'], '.3f')}-{_fmt(base['max'], '.3f')})",
+                "measured": value, "target": base["min"], "unit": "score", "met": ok,
+            })  # fmt: skip
     return out
+
+
+def cpu_bound(result: BenchResult) -> list[str]:
+    """Runs whose client or server process was the bottleneck (busy >= CPU_BOUND)."""
+    lines = []
+    for row in summary(result):
+        f = row["figures"]
+        for key, who in (("client_cpu", "client"), ("server_cpu", "server")):
+            value = f[key]["max"]
+            if value is not None and not math.isnan(value) and value >= CPU_BOUND:
+                lines.append(
+                    f"- {row['profile']} {row['budget']} {row['time_scale']:g}x {row['system']}: "
+                    f"the {who} process was busy {value:.0%} of real time, so this run measured "
+                    "the machine at that time scale, not the scheduling; use a lower scale"
+                )
+    return lines
 
 
 def _goal_lines(result: BenchResult) -> list[str]:
@@ -197,8 +233,14 @@ def _goal_lines(result: BenchResult) -> list[str]:
     for g in goals(result):
         mark = {True: "met", False: "NOT met", None: "n/a"}[g["met"]]
         value = g["measured"]
-        shown = "n/a" if math.isnan(value) else (
-            f"{value:.2f}x" if g["unit"] == "x" else f"{value:.0%}")  # fmt: skip
+        if math.isnan(value):
+            shown = "n/a"
+        elif g["unit"] == "x":
+            shown = f"{value:.2f}x"
+        elif g["unit"] == "score":
+            shown = f"{value:.3f}"
+        else:
+            shown = f"{value:.0%}"
         lines.append(f"- {g['goal']}: {shown} ({mark})")
     return lines
 
@@ -228,6 +270,9 @@ def markdown(result: BenchResult) -> str:
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
         lines.append("")
     lines += ["## Goals (printed, never asserted)", "", *_goal_lines(result), ""]
+    bound = cpu_bound(result)
+    if bound:
+        lines += ["## CPU-bound runs", "", *bound, ""]
     return "\n".join(lines)
 
 
@@ -299,6 +344,11 @@ def render_html(result: BenchResult) -> str:
     parts.append("<h2>Goals (printed, never asserted)</h2><ul>")
     parts += [f"<li>{esc(line[2:])}</li>" for line in _goal_lines(result)]
     parts.append("</ul>")
+    bound = cpu_bound(result)
+    if bound:
+        parts.append("<h2>CPU-bound runs</h2><ul>")
+        parts += [f"<li>{esc(line[2:])}</li>" for line in bound]
+        parts.append("</ul>")
     for i, (name, fig) in enumerate(_figures(result)):
         parts.append(f"<div id='{esc(name)}'>{_figure_html(fig, i == 0)}</div>")
     parts.append("</body></html>")

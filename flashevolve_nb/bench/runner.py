@@ -41,12 +41,28 @@ class BenchConfig:
     time_scales: tuple[float, ...] = (240.0,)
     equal_calls: int | None = None
     """Metric calls per run of the equal-budget table (None: no such table)."""
+    equal_calls_scale: float | None = None
+    """Time scale of the equal-budget pass (None: the first of ``time_scales``). It
+    compares sample efficiency, not speed, so a fast clock costs it nothing."""
+    scale_systems: tuple[str, ...] | None = None
+    """Systems run at the time scales after the first (None: all of them); the
+    check that ratios hold across scales needs only ``gepa`` and one of ours."""
     sizes: TaskSizes = field(default_factory=TaskSizes)
     held_out: bool = True
     command: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "systems", check_systems(self.systems))
+        if self.scale_systems is not None:
+            object.__setattr__(self, "scale_systems", check_systems(self.scale_systems))
+            extra = set(self.scale_systems) - set(self.systems)
+            if extra:
+                raise ValueError(
+                    f"scale_systems {', '.join(sorted(extra))} are not among the systems "
+                    f"({', '.join(self.systems)})"
+                )
+        if self.equal_calls_scale is not None and not self.equal_calls_scale > 0:
+            raise ValueError("equal_calls_scale must be > 0")
         if not self.seeds or not self.time_scales or not self.profiles:
             raise ValueError("give at least one seed, one time scale and one profile")
         if self.minutes <= 0 or any(s <= 0 for s in self.time_scales):
@@ -101,14 +117,16 @@ def _one(
     seed: int,
     budget: RunBudget,
     config: BenchConfig,
-) -> tuple[RunFigures, ServerWindow]:
+) -> tuple[RunFigures, ServerWindow, float]:
     marks: dict[str, Any] = {}
 
     def before() -> None:
         server.samples()  # drop the previous run's samples
         marks["start"] = server.snapshot()
+        marks["cpu0"], marks["wall0"] = time.process_time(), time.perf_counter()
 
     def after() -> None:
+        marks["cpu1"], marks["wall1"] = time.process_time(), time.perf_counter()
         marks["end"] = server.snapshot()
         marks["samples"] = server.samples()
 
@@ -122,7 +140,9 @@ def _one(
         run = run_turbo(server.base_url, server.model, **common)
     else:
         run = run_ours(server.base_url, server.model, system=system, **common)
-    return run, window(marks["start"], marks["end"], marks["samples"])
+    wall = marks["wall1"] - marks["wall0"]
+    client_cpu = (marks["cpu1"] - marks["cpu0"]) / wall if wall > 0 else float("nan")
+    return run, window(marks["start"], marks["end"], marks["samples"]), client_cpu
 
 
 def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> BenchResult:
@@ -136,24 +156,28 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
         minutes=config.minutes,
         time_scales=list(config.time_scales),
         equal_calls=config.equal_calls,
+        equal_calls_scale=config.equal_calls_scale or config.time_scales[0],
+        scale_systems=list(config.scale_systems or config.systems),
         sizes={"n_train": config.sizes.n_train, "n_val": config.sizes.n_val,
                "n_test": config.sizes.n_test},
     )  # fmt: skip
     records: list[RunRecord] = []
-    passes: list[tuple[BudgetKind, float, RunBudget]] = [
-        ("time", scale, RunBudget(sim_minutes=config.minutes)) for scale in config.time_scales
+    later = config.scale_systems or config.systems
+    passes: list[tuple[BudgetKind, float, RunBudget, tuple[str, ...]]] = [
+        ("time", scale, RunBudget(sim_minutes=config.minutes), config.systems if i == 0 else later)
+        for i, scale in enumerate(config.time_scales)
     ]
     if config.equal_calls is not None:
         # a generous time cap so a stuck system cannot hold the benchmark forever
-        passes.append(("calls", config.time_scales[0],
+        passes.append(("calls", config.equal_calls_scale or config.time_scales[0],
                        RunBudget(metric_calls=config.equal_calls,
-                                 sim_minutes=config.minutes * 20)))  # fmt: skip
+                                 sim_minutes=config.minutes * 20), config.systems))  # fmt: skip
     t_start = time.perf_counter()
     for profile in config.profiles:
-        for kind, scale, budget in passes:
+        for kind, scale, budget, systems in passes:
             for seed in config.seeds:
                 with ServerProcess(profile, seed=seed, time_scale=scale) as server:
-                    for system in config.systems:
+                    for system in systems:
                         records.append(_record(server, profile, kind, system, seed, budget,
                                                config, progress))  # fmt: skip
     meta["loadavg_end"] = list(os.getloadavg())
@@ -175,16 +199,17 @@ def _record(
     label = f"{profile:4} {kind:5} {server.time_scale:>5g}x seed {seed} {system:16}"
     t0 = time.perf_counter()
     try:
-        run, win = _one(server, system, seed, budget, config)
+        run, win, client_cpu = _one(server, system, seed, budget, config)
     except TurboUnavailable as exc:
         progress(f"{label} skipped: {exc}")
         return RunRecord(profile, server.time_scale, seed, kind, system, {}, (), (),
                          error=str(exc))  # fmt: skip
-    figs = figures(run, win)
+    figs = figures(run, win, client_cpu=client_cpu)
     progress(
         f"{label} {figs['proposals_per_min']:6.1f} proposals/min "
         f"{figs['accepted_per_min']:5.2f} accepted/min  in-flight {figs['mean_in_flight']:5.1f} "
-        f"best val {figs['best_val']:.3f}  ({time.perf_counter() - t0:.1f}s, "
+        f"best val {figs['best_val']:.3f}  cpu client {figs['client_cpu']:.0%} server "
+        f"{figs['server_cpu']:.0%}  ({time.perf_counter() - t0:.1f}s, "
         f"load {os.getloadavg()[0]:.1f})"
     )
     return RunRecord(

@@ -40,6 +40,9 @@ class ServerWindow:
     capacity_tokens_per_s: float
     series: tuple[tuple[float, int, int], ...]
     """(seconds since the window's start, requests in flight, sequences running)."""
+    server_cpu: float = float("nan")
+    """The server process's CPU seconds per real second over the window (1.0: one
+    core busy all along, so the server was the bottleneck, not the model it plays)."""
 
     @property
     def tokens_per_s(self) -> float:
@@ -77,7 +80,16 @@ def window(
         series=tuple(
             (float(s["t"]) - t0, int(s["http_in_flight"]), int(s["running"])) for s in inside
         ),
+        server_cpu=_cpu_share(start, end),
     )
+
+
+def _cpu_share(start: dict[str, Any], end: dict[str, Any]) -> float:
+    if "cpu_seconds" not in start or "cpu_seconds" not in end:
+        return float("nan")  # a server from before these fields
+    wall = float(end["wall"]) - float(start["wall"])
+    cpu = float(end["cpu_seconds"]) - float(start["cpu_seconds"])
+    return cpu / wall if wall > 0 else float("nan")
 
 
 class ServerProcess:

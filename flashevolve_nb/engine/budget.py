@@ -5,6 +5,13 @@ stages that would spend an exhausted budget drop the items waiting for them;
 work already running finishes and anything that reaches admission is
 admitted. Time budgets end the run at the deadline: what is in flight is
 cancelled, what was admitted stays.
+
+Metric calls are *reserved* by a stage before it makes them
+(:meth:`BudgetTracker.reserve`) and count as committed from then on: once the
+spent and the reserved calls reach the budget, no new step starts and items
+waiting for a stage that spends calls are dropped. A run therefore overshoots
+its metric-call budget by at most the one stage run that reserved last (GEPA
+overshoots by one iteration), not by everything that was in flight.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-__all__ = ["Budget", "BudgetTracker"]
+__all__ = ["Budget", "BudgetTracker", "Reservation"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +62,36 @@ class Budget:
         )
 
 
+class Reservation:
+    """Metric calls one stage run promised to make and has not made yet."""
+
+    __slots__ = ("_tracker", "left")
+
+    def __init__(self, tracker: BudgetTracker, n: int) -> None:
+        self._tracker = tracker
+        self.left = n
+
+    def spend(self, n: int = 1) -> None:
+        """Count ``n`` calls made: spent, and no longer reserved."""
+        moved = min(n, self.left)
+        self.left -= moved
+        self._tracker.reserved -= moved
+        self._tracker.metric_calls += n
+
+    def release(self) -> None:
+        """Give back what was not spent (the stage ended, failed or was cancelled)."""
+        self._tracker.reserved -= self.left
+        self.left = 0
+
+
 class BudgetTracker:
-    """What has been spent against a :class:`Budget`."""
+    """What has been spent (and reserved) against a :class:`Budget`."""
 
     def __init__(self, budget: Budget) -> None:
         self.budget = budget
         self.metric_calls = 0
+        self.reserved = 0
+        """Metric calls reserved by running stages and not yet made."""
         self.proposals = 0
         self._wall_start = time.monotonic()
         self._wall_before = 0.0
@@ -87,6 +118,20 @@ class BudgetTracker:
         if resource == "proposals":
             return b.max_proposals is not None and self.proposals >= b.max_proposals
         raise ValueError(f"unknown budget resource {resource!r}")
+
+    def reserve(self, n: int) -> Reservation:
+        """Reserve ``n`` metric calls for a stage about to make them."""
+        if n < 0:
+            raise ValueError(f"cannot reserve {n} metric calls")
+        self.reserved += n
+        return Reservation(self, n)
+
+    def committed(self, resource: str) -> bool:
+        """Like :meth:`exhausted`, counting reserved metric calls as spent."""
+        if resource == "metric_calls":
+            limit = self.budget.max_metric_calls
+            return limit is not None and self.metric_calls + self.reserved >= limit
+        return self.exhausted(resource)
 
     def count_reason(self) -> str | None:
         """Why no new step may start, if a count budget is used up."""

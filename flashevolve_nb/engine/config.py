@@ -46,6 +46,10 @@ class PipelineConfig:
     controller: ControllerMode = "fixed"
     """``fixed``: worker counts and depth stay as set; ``adaptive``: the controller moves them."""
     controller_params: ControllerParams = field(default_factory=ControllerParams)
+    call_budget_generations: int | None = 8
+    """Under a metric-call budget, keep in flight at most 1/N of the steps the remaining
+    calls pay for (see :meth:`Pipeline.step_limit`), so a small budget runs as a chain
+    of improvements rather than one wide generation off the seed. None: no such cap."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("async", "sync"):
@@ -54,6 +58,14 @@ class PipelineConfig:
         if self.depth < 1:
             raise ValueError(f"PipelineConfig.depth must be >= 1 (got {self.depth})")
         _need_int("seed", self.seed, "e.g. seed=0")
+        if self.call_budget_generations is not None:
+            _need_int("call_budget_generations", self.call_budget_generations,
+                      "or None for no cap")  # fmt: skip
+            if self.call_budget_generations < 1:
+                raise ValueError(
+                    "PipelineConfig.call_budget_generations must be >= 1 or None (got "
+                    f"{self.call_budget_generations})"
+                )
         if self.event_history is not None:
             _need_int("event_history", self.event_history, "or None to keep every event")
             if self.event_history < 1:

@@ -13,6 +13,7 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from flashevolve_nb.engine.budget import Reservation
 from flashevolve_nb.engine.events import Event, LLMCallFinished, LLMCallStarted, LLMRetry
 from flashevolve_nb.llm.protocol import LLM, Completion, Message, RetryNotice, retry_listener
 
@@ -68,6 +69,16 @@ class StageContext:
 
     def count_metric_calls(self, n: int = 1) -> None:
         self._pipeline.budget.metric_calls += n
+
+    def reserve_metric_calls(self, n: int) -> Reservation:
+        """Promise ``n`` metric calls before making them; ``spend`` them as they end.
+
+        What is still unspent when the step ends goes back to the budget (a step's
+        speculative tail may make its calls after the stage that reserved them
+        returned). Reserving is what keeps a metric-call budget from being overshot
+        by every stage run in flight (see :mod:`flashevolve_nb.engine.budget`).
+        """
+        return self._pipeline.reserve_metric_calls(self.step, n)
 
     def count_proposal(self) -> None:
         self._pipeline.budget.proposals += 1

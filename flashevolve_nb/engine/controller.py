@@ -75,10 +75,15 @@ class ControllerParams:
     min_depth: int = 4
     max_depth: int = 64
     depth_step: int = 2
-    staleness_budget: float = 16.0
-    """Mean pool versions an admitted artifact may have missed."""
-    latency_limit: float = 1.6
-    """Latency per token, as a multiple of the lowest seen, past which depth stops growing."""
+    staleness_budget: float = 32.0
+    """Mean pool versions an admitted artifact may have missed. 32, not less: with
+    reflective repair the stale work still pays, and a tighter budget stopped the
+    depth (and the backend's load) at about two-thirds of capacity
+    (``flashevolve bench``, vllm profile, BENCHMARKS.md)."""
+    latency_limit: float = 2.5
+    """Latency per token, as a multiple of the lowest seen, past which depth stops growing.
+    A batching server's per-token latency rises with its batch; 2.5x the lowest lets the
+    batch reach about 85% of a vLLM server's token capacity (1.6 held it near 65%)."""
     backoff: float = 0.5
     """Depth multiplier after rate-limit answers."""
     cooldown: float = 120.0

@@ -26,7 +26,7 @@ from typing import Any, Literal, TypeVar
 
 from flashevolve_nb.clock import Clock
 from flashevolve_nb.engine.artifact import Artifact, Origin
-from flashevolve_nb.engine.budget import BudgetTracker
+from flashevolve_nb.engine.budget import BudgetTracker, Reservation
 from flashevolve_nb.engine.bus import EventBus, Recorder
 from flashevolve_nb.engine.config import Mode, PipelineConfig
 from flashevolve_nb.engine.context import StageContext
@@ -155,6 +155,11 @@ class Pipeline:
         self.depth = 1 if config.mode == "sync" else config.depth
         self.policy: StalenessPolicy = make_policy(config.policy)
         self.budget = BudgetTracker(config.budget)
+        self._steps_done = 0
+        self._reservations: dict[int, list[Reservation]] = {}
+        self._calls_before_steps = 0
+        """Metric calls spent before the first step (seeding): the cost estimate
+        of a step until one has finished (see :meth:`step_limit`)."""
         self.pool = Pool(workload.instance_ids())
         self.recorder = Recorder(config.event_history)
         self.collector = StatsCollector()
@@ -387,8 +392,13 @@ class Pipeline:
 
     async def _seed_pool(self) -> None:
         ctx = StageContext(self, "seed", 0, "seed")
-        for artifact, scores in await self.workload.seed(ctx):
+        try:
+            seeds = await self.workload.seed(ctx)
+        finally:
+            self._release_reservations(0)
+        for artifact, scores in seeds:
             self._admit_scores(0, artifact, scores)
+        self._calls_before_steps = self.budget.metric_calls
         if not len(self.pool):
             raise ValueError("the workload gave no seed artifact to start from")
 
@@ -647,6 +657,8 @@ class Pipeline:
             self._state = "cancelled"
         else:
             self._state = "finished"
+        for step in list(self._reservations):  # steps cut off by the end keep nothing
+            self._release_reservations(step)
         self.bus.emit(RunFinished(t=self.clock.now(), reason=self._finish_reason))
 
     def _cancel_all(self) -> list[asyncio.Task[None]]:
@@ -707,7 +719,9 @@ class Pipeline:
         assert self._head_wakeup is not None
         try:
             while True:
-                while not self._stopping and (self._head_paused or len(self._live) >= self.depth):
+                while not self._stopping and (
+                    self._head_paused or len(self._live) >= self.step_limit()
+                ):
                     self._head_wakeup.clear()
                     await self._head_wakeup.wait()
                 if self._stopping:
@@ -717,6 +731,12 @@ class Pipeline:
                     self.bus.emit(BudgetExhausted(t=self.clock.now(), reason=reason))
                     self._begin_stop(reason, cancel=False)
                     return
+                if self._live and self.budget.committed("metric_calls"):
+                    # The rest of the budget is promised to steps in flight: wait, and
+                    # stop above if they spend it all.
+                    self._head_wakeup.clear()
+                    await self._head_wakeup.wait()
+                    continue
                 if self.llm_error_streak < _ERROR_STREAK:
                     self._backoff_level = self._streak_seen = 0
                 elif self.llm_error_streak > self._streak_seen:
@@ -877,7 +897,9 @@ class Pipeline:
         spec = stage.spec
         t0 = self.clock.now()
         waited = t0 - self._queued_at.pop(item.id, t0)
-        spent = [r for r in sorted(spec.consumes) if self.budget.exhausted(r)]
+        # Committed, not just spent: calls reserved by stage runs in flight count, so a
+        # budget is not overshot by every item that was queued when it ran out.
+        spent = [r for r in sorted(spec.consumes) if self.budget.committed(r)]
         if spent:
             stage.dropped += 1
             self.bus.emit(
@@ -1116,12 +1138,45 @@ class Pipeline:
                 )
             )
 
+    def reserve_metric_calls(self, step: int, n: int) -> Reservation:
+        """Reserve ``n`` metric calls for ``step``; what it leaves unspent returns when it ends."""
+        reservation = self.budget.reserve(n)
+        self._reservations.setdefault(step, []).append(reservation)
+        return reservation
+
+    def _release_reservations(self, step: int) -> None:
+        for r in self._reservations.pop(step, ()):
+            r.release()
+
+    def step_limit(self) -> int:
+        """Steps that may be in flight now: ``depth``, less under a metric-call budget.
+
+        With ``max_metric_calls`` set, at most the remaining calls divided by
+        (calls per step x ``call_budget_generations``): a small budget then goes
+        into a chain of steps that each start from the last improvement, as
+        GEPA's does, not into one wide generation off the seed that would spend
+        it all at once; a large budget is not held back.
+        """
+        limit = self.config.budget.max_metric_calls
+        generations = self.config.call_budget_generations
+        if limit is None or generations is None or self.mode == "sync":
+            return self.depth
+        spent = self.budget.metric_calls
+        if self._steps_done:
+            per_step = (spent - self._calls_before_steps) / self._steps_done
+        else:  # nothing measured yet: a step costs about what seeding cost (one validation)
+            per_step = self._calls_before_steps
+        per_step = max(1.0, per_step)
+        return max(1, min(self.depth, int((limit - spent) / (per_step * generations))))
+
     def _end_item(self, item: WorkItem, outcome: str) -> None:
         left = self._live.get(item.step, 0) - 1
         if left > 0:
             self._live[item.step] = left
             return
         self._live.pop(item.step, None)
+        self._steps_done += 1
+        self._release_reservations(item.step)
         self.speculation.step_ended(item.step)
         self.bus.emit(StepFinished(t=self.clock.now(), step=item.step, outcome=outcome))
         self._wake_head()

@@ -236,6 +236,11 @@ class SimHTTPServer:
             "capacity_tokens_per_s": st.capacity_tokens_per_s,
             "max_running": cap,
             "time_scale": self.time_scale,
+            # The server process's CPU seconds and a real-time stamp: a benchmark
+            # tells from them whether the server, not the model it simulates,
+            # was the bottleneck (a fast clock on a small machine).
+            "cpu_seconds": time.process_time(),
+            "wall": time.perf_counter(),
         }
 
     def take_samples(self) -> list[dict[str, float]]:

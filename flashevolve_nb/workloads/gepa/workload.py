@@ -509,9 +509,11 @@ class GepaWorkload:
         async def chat(messages: Sequence[Message], **params: Any) -> Completion:
             return await ctx.chat(self.task_lm, messages, role="task", **params)
 
+        reservation = ctx.reserve_metric_calls(len(instances))
+
         async def counted(call: Coroutine[Any, Any, Evaluation]) -> Evaluation:
             evaluation = await call
-            ctx.count_metric_calls(1)
+            reservation.spend(1)
             return evaluation
 
         return [counted(c) for c in self._task_calls(artifact.components, instances, chat)]
@@ -525,8 +527,9 @@ class GepaWorkload:
         async def chat(messages: Sequence[Message], **params: Any) -> Completion:
             return await ctx.chat(self.task_lm, messages, role="task", **params)
 
+        reservation = ctx.reserve_metric_calls(len(instances))
         evals = await self._run_task(artifact.components, instances, chat)
-        ctx.count_metric_calls(len(evals))
+        reservation.spend(len(evals))
         return evals
 
     async def evaluate(
