@@ -19,8 +19,8 @@ from flashevolve_nb.bench.figures import RunBudget, RunFigures
 from flashevolve_nb.bench.gepa_http import TaskSizes, run_gepa
 from flashevolve_nb.bench.metrics import figures, paired_ratios, spread
 from flashevolve_nb.bench.ours import run_ours, wasted_tokens
-from flashevolve_nb.bench.report import markdown, render_html, to_json, write_reports
-from flashevolve_nb.bench.runner import BenchResult, RunRecord
+from flashevolve_nb.bench.report import cpu_bound, markdown, render_html, to_json, write_reports
+from flashevolve_nb.bench.runner import BenchConfig, BenchResult, RunRecord
 from flashevolve_nb.bench.sampling import ServerWindow, window
 from flashevolve_nb.bench.systems import check_systems
 from flashevolve_nb.bench.turbo import TurboUnavailable, run_turbo
@@ -255,3 +255,30 @@ def test_cli_bench_runs_end_to_end(tmp_path: Path) -> None:
     assert systems == {"gepa", "sync"}
     assert data["meta"]["command"].startswith("python3 -m flashevolve_nb bench --profiles vllm")
     assert (out / "bench.html").read_text().count("<table>") == 1
+
+
+def test_bench_config_checks_its_passes() -> None:
+    with pytest.raises(ValueError, match="not among the systems"):
+        BenchConfig(systems=("gepa", "sync"), scale_systems=("gepa", "flash"))
+    with pytest.raises(ValueError, match="nothing to run"):
+        BenchConfig(time_pass=False)
+    c = BenchConfig(systems=("flash", "gepa"), scale_systems=("flash", "gepa"))
+    assert c.scale_systems == ("gepa", "flash")  # gepa first: every ratio is to it
+    with pytest.raises(ValueError, match="must include 'gepa'"):
+        BenchConfig(scale_systems=("flash",))
+
+
+def test_cpu_bound_runs_are_flagged_in_the_report() -> None:
+    busy = figures(_run(), _window(), client_cpu=0.97)
+    idle = figures(_run(), _window(), client_cpu=0.2)
+    assert math.isnan(figures(_run(), _window())["client_cpu"])  # not measured: not guessed
+    base = _result()
+    recs = (
+        RunRecord("vllm", 60.0, 0, "time", "gepa", idle, (), ()),
+        RunRecord("vllm", 60.0, 0, "time", "flash", busy, (), ()),
+    )
+    result = BenchResult({**base.meta, "systems": ["gepa", "flash"], "seeds": [0]}, recs)
+    [line] = cpu_bound(result)
+    assert "flash" in line and "client process was busy 97%" in line
+    assert "## CPU-bound runs" in markdown(result)
+    assert cpu_bound(_result()) == []

@@ -44,6 +44,8 @@ class BenchConfig:
     equal_calls_scale: float | None = None
     """Time scale of the equal-budget pass (None: the first of ``time_scales``). It
     compares sample efficiency, not speed, so a fast clock costs it nothing."""
+    time_pass: bool = True
+    """Run the equal-time passes (False: only the equal-calls table, e.g. over more seeds)."""
     scale_systems: tuple[str, ...] | None = None
     """Systems run at the time scales after the first (None: all of them); the
     check that ratios hold across scales needs only ``gepa`` and one of ours."""
@@ -63,6 +65,8 @@ class BenchConfig:
                 )
         if self.equal_calls_scale is not None and not self.equal_calls_scale > 0:
             raise ValueError("equal_calls_scale must be > 0")
+        if not self.time_pass and self.equal_calls is None:
+            raise ValueError("with no equal-time pass, give an equal-calls budget: nothing to run")
         if not self.seeds or not self.time_scales or not self.profiles:
             raise ValueError("give at least one seed, one time scale and one profile")
         if self.minutes <= 0 or any(s <= 0 for s in self.time_scales):
@@ -166,6 +170,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
     passes: list[tuple[BudgetKind, float, RunBudget, tuple[str, ...]]] = [
         ("time", scale, RunBudget(sim_minutes=config.minutes), config.systems if i == 0 else later)
         for i, scale in enumerate(config.time_scales)
+        if config.time_pass
     ]
     if config.equal_calls is not None:
         # a generous time cap so a stuck system cannot hold the benchmark forever

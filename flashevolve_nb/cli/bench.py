@@ -77,6 +77,11 @@ def add_parser(sub: Any) -> None:
         help=f"time scale of the equal-calls pass, 0 for the first of --time-scales "
         f"(full: {_FULL['equal_calls_scale']:g})",
     )
+    p.add_argument(
+        "--equal-calls-only",
+        action="store_true",
+        help="skip the equal-time passes: only the equal-calls table (e.g. over more seeds)",
+    )
     p.add_argument("--n-val", type=int, default=40, help="validation set size")
     p.add_argument("--out", type=Path, default=Path("bench-out"), help="directory for outputs")
     p.add_argument(
@@ -101,6 +106,7 @@ def _command(config: Any, out: Path) -> str:
         "--equal-calls", str(config.equal_calls or 0),
         "--equal-calls-scale", f"{config.equal_calls_scale or 0:g}",
         "--scale-systems", ",".join(config.scale_systems or ()),
+        *([] if config.time_pass else ["--equal-calls-only"]),
         "--n-val", str(config.sizes.n_val), "--out", str(out),
     ])  # fmt: skip
 
@@ -140,6 +146,7 @@ def _run(args: argparse.Namespace) -> int:
             equal_calls=equal or None,
             equal_calls_scale=equal_scale or None,
             scale_systems=tuple(_csv(later)) or None,
+            time_pass=not args.equal_calls_only,
             sizes=TaskSizes(n_val=args.n_val),
         )
     except ValueError as exc:
@@ -148,10 +155,14 @@ def _run(args: argparse.Namespace) -> int:
     for profile in config.profiles:
         if profile not in ("vllm", "api"):
             raise ValueError(f"bench: unknown profile {profile!r}; valid: vllm, api")
+    if config.time_pass:
+        passes = (f"{len(config.time_scales)} time scale(s), "
+                  f"{config.minutes:g} simulated minutes per run")  # fmt: skip
+    else:
+        passes = f"equal metric calls only ({config.equal_calls} per run)"
     print(f"flashevolve bench ({'quick' if args.quick else 'full'}, simulated servers): "
-          f"{len(config.profiles)} profile(s) x {len(config.time_scales)} time scale(s) x "
-          f"{len(config.seeds)} seed(s) x {len(config.systems)} systems, "
-          f"{config.minutes:g} simulated minutes per run", flush=True)  # fmt: skip
+          f"{len(config.profiles)} profile(s) x {len(config.seeds)} seed(s) x "
+          f"{len(config.systems)} systems, {passes}", flush=True)  # fmt: skip
     result = run_bench(config, progress=lambda line: print(line, flush=True))
     print()
     print(markdown(result))

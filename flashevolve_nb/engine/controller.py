@@ -82,8 +82,9 @@ class ControllerParams:
     (``flashevolve bench``, vllm profile, BENCHMARKS.md)."""
     latency_limit: float = 2.5
     """Latency per token, as a multiple of the lowest seen, past which depth stops growing.
-    A batching server's per-token latency rises with its batch; 2.5x the lowest lets the
-    batch reach about 85% of a vLLM server's token capacity (1.6 held it near 65%)."""
+    A batching server's per-token latency rises with its batch; with 2.5x the lowest (and
+    the staleness budget of 32) a simulated vLLM server ran at 81-82% of its token
+    capacity, where 1.6 (and 16) held it near two-thirds (BENCHMARKS.md)."""
     backoff: float = 0.5
     """Depth multiplier after rate-limit answers."""
     cooldown: float = 120.0
