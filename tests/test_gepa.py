@@ -267,3 +267,15 @@ def test_reservations_count_as_committed_until_spent_or_released() -> None:
     assert tracker.reserved == 0
     with pytest.raises(ValueError, match="cannot reserve"):
         tracker.reserve(-1)
+
+
+def test_a_resumed_run_prices_its_steps_from_the_earlier_sessions() -> None:
+    config = DemoConfig(minutes=600, time_scale=1.0, depth=16, max_metric_calls=4000, **SMALL)
+    pipeline = build_demo(config).pipeline
+    seed = Pool(pipeline.workload.instance_ids())
+    pipeline.restore(
+        seed.snapshot().entries, version=0, next_step=11, ids={}, call_id=0,
+        metric_calls=400, proposals=10, t=60.0, wall_seconds=1.0,
+    )  # fmt: skip
+    # 400 calls over 10 steps: 40 a step, so (4000 - 400) / (40 x 8) = 11 steps in flight.
+    assert pipeline.step_limit() == 11

@@ -316,6 +316,9 @@ class Pipeline:
         self.budget.restore(
             metric_calls=metric_calls, proposals=proposals, wall_seconds=wall_seconds
         )
+        # The earlier sessions' steps are what a step costs (see step_limit): without
+        # them the first step of this session would be taken to cost everything spent.
+        self._steps_done = max(0, next_step - 1 - len(redo))
         self._redo = list(redo)
         self._resume = _Resume(t, session, tuple(redo))
         progress = getattr(self.workload, "restore_progress", None)
