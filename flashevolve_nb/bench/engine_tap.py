@@ -57,6 +57,8 @@ class TappedRequest:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str | None
+    error: str = ""
+    """For a failed request, what the engine (or the tap, for 502) said, cut to 300 chars."""
 
     @property
     def ok(self) -> bool:
@@ -317,6 +319,7 @@ class EngineTap:
     ) -> None:
         asked = _json(body)
         answer = _json(reply) if status == 200 else {}
+        error = "" if status == 200 else reply[:300].decode("utf-8", "replace")
         usage = answer.get("usage") or {}
         choices = answer.get("choices") or [{}]
         max_tokens = asked.get("max_tokens", asked.get("max_completion_tokens"))
@@ -332,6 +335,7 @@ class EngineTap:
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             finish_reason=choices[0].get("finish_reason") if isinstance(choices[0], dict) else None,
+            error=error,
         )
         with self._lock:
             self._records.append(record)
