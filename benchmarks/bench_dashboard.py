@@ -4,8 +4,10 @@ Runs the simulated GEPA demo (``flashevolve_nb.start``) to its budget several
 times, alternately without and with ``run.dashboard()`` refreshing at its
 default rate, at the default time scale and at one high enough that the
 engine itself is CPU-bound ("full speed": any CPU the dashboard takes is
-taken from the run). With the dashboard, the visible tab changes every few
-seconds, so every view is measured.
+taken from the run). The page draws every view from the same model, so what
+the kernel sends does not depend on the tab a person looks at: tabs are not
+switched here. Also printed: how long building the dashboard takes while the
+run goes on, and the size of the front-end bundle.
 
 How messages are counted: outside a kernel, ipywidgets sends through the
 ``comm`` package's ``DummyComm``, which drops messages. Before any widget
@@ -23,7 +25,7 @@ messages above 1,000/s averaged over 3 s; the goal here is well under 100/s.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import gzip
 import json
 import statistics
 import sys
@@ -77,8 +79,6 @@ comm.create_comm = lambda *a, **k: CountingComm(*a, **k)
 from flashevolve_nb.demo import DemoConfig  # noqa: E402
 from flashevolve_nb.runtime import start  # noqa: E402
 
-TABS = ("pipeline", "staleness", "pool", "editor", "controls", "events")
-
 
 @dataclass
 class Outcome:
@@ -91,7 +91,6 @@ class Outcome:
     message_seconds: float = 0.0
     peak_3s: float = 0.0
     kbytes: float = 0.0
-    per_tab: dict[str, float] | None = None
     built: int = 0
     build_seconds: float = 0.0
     steady_calls_per_real_s: float = 0.0
@@ -105,12 +104,11 @@ WARM = 3.0
 """Real seconds after the start from which the steady rate is measured."""
 
 
-def one_run(config: DemoConfig, with_dashboard: bool, tab_seconds: float) -> Outcome:
+def one_run(config: DemoConfig, with_dashboard: bool) -> Outcome:
     c0 = time.process_time()
     run = start(config)
     t_start = time.monotonic()
     dash = None
-    tab_time: Counter[str] = Counter()
     built = 0
     build_seconds = 0.0
     if with_dashboard:
@@ -125,18 +123,9 @@ def one_run(config: DemoConfig, with_dashboard: bool, tab_seconds: float) -> Out
     calls0 = run.snapshot().stats.llm_calls
     w0 = time.monotonic()
     if dash is not None:
-        CountingComm.reset(TABS[0])
+        CountingComm.reset("running")
         t_count = time.monotonic()
-        k = 0
-        while not run.done:
-            t_tab = time.monotonic()
-            with contextlib.suppress(TimeoutError):
-                run.wait(timeout=tab_seconds)
-            tab_time[TABS[k % len(TABS)]] += time.monotonic() - t_tab
-            k += 1
-            if not run.done:
-                CountingComm.label = TABS[k % len(TABS)]
-                dash.show(TABS[k % len(TABS)])
+        run.wait()
         count_seconds = time.monotonic() - t_count
     result = run.wait()
     w1 = time.monotonic()
@@ -160,7 +149,6 @@ def one_run(config: DemoConfig, with_dashboard: bool, tab_seconds: float) -> Out
         out.message_seconds = count_seconds
         out.peak_3s = _peak(times, 3.0) / 3.0
         out.kbytes = CountingComm.nbytes / 1000
-        out.per_tab = {t: CountingComm.labels[t] / tab_time[t] for t in TABS if tab_time[t] > 0.5}
         dash.close()
     return out
 
@@ -196,13 +184,13 @@ def _peak(times: list[float], window: float) -> int:
     return best
 
 
-def measure(scale: float, seconds: float, reps: int, tab_seconds: float) -> list[Outcome]:
+def measure(scale: float, seconds: float, reps: int) -> list[Outcome]:
     config = DemoConfig(minutes=seconds * scale / 60.0, time_scale=scale)
     outcomes = []
     for r in range(reps):
         # Alternate, so that drift on the machine hits both sides alike.
         for with_dashboard in (False, True) if r % 2 == 0 else (True, False):
-            o = one_run(config, with_dashboard, tab_seconds)
+            o = one_run(config, with_dashboard)
             outcomes.append(o)
             side = "with dashboard   " if with_dashboard else "without dashboard"
             extra = f", {o.messages / o.message_seconds:5.1f} msg/s" if with_dashboard else ""
@@ -255,14 +243,6 @@ def report(scale: float, outcomes: list[Outcome]) -> None:
         f"{max(o.peak_3s for o in dash):.1f}/s over any 3 s, {kb:.1f} kB/s; "
         f"{dash[0].built} to build the dashboard"
     )
-    tabs: dict[str, list[float]] = {}
-    for o in dash:
-        for t, r in (o.per_tab or {}).items():
-            tabs.setdefault(t, []).append(r)
-    print(
-        f"  {'messages/s by visible tab':<27}"
-        + ", ".join(f"{t} {statistics.fmean(r):.1f}" for t, r in tabs.items())
-    )
 
 
 def main() -> None:
@@ -276,9 +256,8 @@ def main() -> None:
         "--seconds", type=float, default=15.0, help="real seconds per run (the budget is "
         "this many seconds times the time scale, on the simulated clock)",
     )  # fmt: skip
-    ap.add_argument("--tab-seconds", type=float, default=2.0, help="real seconds per tab")
     args = ap.parse_args()
-    # Import and draw once before timing: the first FigureWidget costs about a second.
+    # Import and build once before timing (imports are a one-off cost of the session).
     warm = start(DemoConfig(minutes=0.5, time_scale=1000.0))
     warm.dashboard(autostart=False).close()
     warm.wait()
@@ -287,7 +266,12 @@ def main() -> None:
         f"{args.seconds:g} real seconds per run; dashboard refresh at 4 Hz.",
         flush=True,
     )
-    results = {s: measure(s, args.seconds, args.reps, args.tab_seconds) for s in args.scales}
+    static = Path(__file__).resolve().parents[1] / "flashevolve_nb" / "ui" / "static"
+    for f in sorted(static.glob("dashboard.*")):
+        raw = f.read_bytes()
+        print(f"front-end bundle {f.name}: {len(raw) / 1000:.1f} kB, "
+              f"{len(gzip.compress(raw, 9)) / 1000:.1f} kB gzipped")  # fmt: skip
+    results = {s: measure(s, args.seconds, args.reps) for s in args.scales}
     for scale, outcomes in results.items():
         report(scale, outcomes)
 

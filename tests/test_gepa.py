@@ -63,7 +63,9 @@ async def test_end_to_end_run_improves_on_the_seed(mode: str) -> None:
     outcomes = [e.outcome for e in events if isinstance(e, StepFinished)]
     kinds = {o.split(":")[0] for o in outcomes}
     assert "admitted" in kinds and "gated out" in kinds
-    assert kinds <= {"admitted", "gated out", "proposal failed", "skipped", "cancelled"}
+    assert kinds <= {
+        "admitted", "gated out", "proposal failed", "skipped", "cancelled", "duplicate"
+    }  # fmt: skip
     if mode == "sync":
         live = 0
         for e in events:

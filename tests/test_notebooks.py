@@ -35,9 +35,11 @@ def run(name: str, tmp_path: Path, **params: object) -> Executed:
     return ex
 
 
-def widget_models(ex: Executed) -> int:
-    state = ex.book.metadata.get("widgets", {}).get(WIDGET_STATE, {})
-    return len(state.get("state", {}))
+def saved_dashboards(ex: Executed) -> list[dict[str, object]]:
+    """The dashboards' archives as the saved notebook keeps them (what renders without a
+    kernel)."""
+    state = ex.book.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    return [m["state"]["archive"] for m in state.values() if "archive" in m.get("state", {})]
 
 
 def test_the_five_notebooks_are_there_without_outputs_and_as_built() -> None:
@@ -75,7 +77,12 @@ def test_01_quickstart_runs_shows_the_dashboard_and_reports_the_results(tmp_path
     # kernel warning), so look for the widget among all of the cell's outputs.
     outputs = ex.code_cells[2].outputs
     assert any(WIDGET in o.get("data", {}) for o in outputs), outputs
-    assert widget_models(ex) > 10  # the dashboard's widgets, saved with the notebook
+    # One widget, saved with the notebook: its archive is the run's final view.
+    (archive,) = saved_dashboards(ex)
+    snapshot = archive["snapshot"]
+    assert isinstance(snapshot, dict) and snapshot["state"] == "finished"
+    assert archive["meta"]["live"] is False  # type: ignore[index]
+    assert archive["events"][0]["kind"] == "run_started"  # type: ignore[index]
     text = ex.text()
     assert "started run1 on simulated" in text
     m = re.search(
@@ -118,6 +125,13 @@ def test_02_compares_policies_on_one_seed_and_opens_a_repair(tmp_path: Path) -> 
     assert re.search(r"^\+\+\+ a\d+:system_prompt \(repaired\)$", text, re.M)
     figures = ex.outputs(PLOTLY)
     assert len(figures) == 3  # staleness histogram, score over time, throughput
+    # The replay of the reflective run, saved with the notebook: its stories hold repairs.
+    (archive,) = saved_dashboards(ex)
+    assert archive["meta"]["replay"] is True  # type: ignore[index]
+    stories = archive["stories"]
+    assert isinstance(stories, list)
+    patched = [s for s in stories if s["decision"] == "patch" and s["replacement_id"]]
+    assert len(patched) == int(n[1])
     score = figures[1]
     assert {t["name"] for t in score["data"] if t.get("showlegend", True)} == set(lines)
     assert "simulated" in score["layout"]["title"]["text"]
@@ -138,7 +152,8 @@ def test_03_a_hand_edited_artifact_goes_through_gate_and_validation(tmp_path: Pa
     assert gate and float(gate[2]) > float(gate[1])
     assert re.search(r"validation \(simulated\): score [\d.]+", text)
     assert "human artifacts in the pool: 1" in text
-    assert widget_models(ex) > 10
+    (archive,) = saved_dashboards(ex)  # the dashboard, saved with its final view
+    assert archive["snapshot"]["state"] in ("finished", "cancelled")  # type: ignore[index]
     assert len(ex.outputs(PLOTLY)) == 1
 
 
@@ -171,7 +186,8 @@ def test_05_runs_through_the_openai_client_against_the_loopback_server(tmp_path:
     served = re.search(r"server side: (\d+) requests, (\d+) answered", text)
     assert served and int(served[2]) > 0
     assert "endpoint closed" in text
-    assert widget_models(ex) > 10
+    (archive,) = saved_dashboards(ex)
+    assert archive["snapshot"]["stats"]["llm_calls"] == int(m[1])  # type: ignore[index]
     assert len(ex.outputs(PLOTLY)) == 1
 
 

@@ -145,7 +145,7 @@ async def test_stop_drain_finishes_in_flight_and_cancel_keeps_admitted() -> None
     pipe2.stop("cancel")
     result2 = await task2
     assert admitted_before <= {e.artifact.id for e in result2.pool.entries}
-    assert pipe2.state == "finished"
+    assert pipe2.state == "cancelled"  # a cancel says so (it was "finished")
     outcomes = {e.step: e.outcome for e in result2.events if isinstance(e, StepFinished)}
     assert set(outcomes) == {e.step for e in result2.events if isinstance(e, StepStarted)}
     assert "cancelled" in outcomes.values()
@@ -279,7 +279,7 @@ async def test_snapshot_is_immutable_and_describes_the_run() -> None:
         snap.depth = 4  # type: ignore[misc]
     pipe.stop("cancel")
     await task
-    assert pipe.snapshot().state == "finished"
+    assert pipe.snapshot().state == "cancelled"
 
 
 async def test_a_raising_policy_or_admission_fails_the_item_not_the_run() -> None:

@@ -72,7 +72,7 @@ def events_of(pipe: Pipeline, kind: type) -> list[Any]:
 
 
 async def test_every_policy_is_selectable_by_name() -> None:
-    assert set(policy_names()) == {"accept", "guarded", "discard", "reflective", "meta"}
+    assert set(policy_names()) == {"accept", "guarded", "discard", "reflective", "meta", "rebase"}
     for name in policy_names():
         assert make_policy(name).name == name
     assert make_policy("guarded:5") == GuardedPolicy(delta_max=5)

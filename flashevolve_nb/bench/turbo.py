@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from flashevolve_nb.bench.figures import RunFigures
+from flashevolve_nb.errors import FlashEvolveError
 
 __all__ = ["REASON", "TurboUnavailable", "run_turbo"]
 
@@ -33,7 +34,7 @@ REASON = (
 )
 
 
-class TurboUnavailable(RuntimeError):
+class TurboUnavailable(FlashEvolveError, RuntimeError):
     """turbo-gepa cannot take part; the message says why and what would be needed."""
 
 

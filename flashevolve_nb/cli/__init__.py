@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import flashevolve_nb
 from flashevolve_nb.cli import bench, demo, run, sim_server
+from flashevolve_nb.cli.checks import in_flags
 
 __all__ = ["main"]
 
@@ -42,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except ValueError as exc:
-        # Configuration mistakes: say what is wrong, without a traceback.
-        parser.error(str(exc))
+        # Configuration mistakes: say what is wrong, in the command's own terms (its flags,
+        # its usage line), without a traceback.
+        command: argparse.ArgumentParser = getattr(args, "command_parser", parser)
+        command.error(in_flags(str(exc), command))
     return code

@@ -89,7 +89,7 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="the cross-check on a real vLLM CPU engine (see BENCHMARKS.md)",
     )
-    p.set_defaults(handler=_run)  # fmt: skip
+    p.set_defaults(handler=_run, command_parser=p)  # fmt: skip
 
 
 def _csv(text: str) -> list[str]:

@@ -10,14 +10,21 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Literal
 
+from flashevolve_nb.cli.checks import (
+    at_least,
+    check_clock,
+    json_target,
+    new_loop,
+    positive_number,
+)
 from flashevolve_nb.cli.progress import ProgressBar
 from flashevolve_nb.cli.table import format_table
 from flashevolve_nb.demo import DemoConfig, HeldOut, build_demo
@@ -55,10 +62,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--seed", type=int, default=0, help="seed for the task, the simulator and the run"
     )
-    p.add_argument("--minutes", type=float, default=30.0, help="budget in simulated minutes")
+    p.add_argument(
+        "--minutes", type=positive_number, default=30.0, help="budget in simulated minutes"
+    )
     p.add_argument(
         "--time-scale",
-        type=float,
+        type=positive_number,
         default=120.0,
         help="simulated seconds per real second (real clock only)",
     )
@@ -69,7 +78,8 @@ def add_parser(sub: Any) -> None:
         help="'real': the simulated clock runs time-scale times faster than the wall "
         "clock, so the engine's own overhead shows; 'virtual': time jumps "
         "whenever every task waits, so the run is exactly reproducible and as "
-        "fast as the CPU allows",
+        "fast as the CPU allows (needs the 'virtual' extra: pip install "
+        "'flashevolve_nb[virtual]')",
     )
     p.add_argument(
         "--mode",
@@ -84,29 +94,36 @@ def add_parser(sub: Any) -> None:
         "side by side with the async/sync ratio",
     )
     p.add_argument(
-        "--depth", type=int, default=16, help="evolution steps in flight at most (async mode)"
+        "--depth",
+        type=at_least(1),
+        default=16,
+        help="evolution steps in flight at most (async mode)",
     )
-    p.add_argument("--workers", type=int, default=8, help="workers per stage (async mode)")
-    p.add_argument("--minibatch-size", type=int, default=3, help="training examples per reflection")
+    p.add_argument("--workers", type=at_least(1), default=8, help="workers per stage (async mode)")
+    p.add_argument(
+        "--minibatch-size", type=at_least(1), default=3, help="training examples per reflection"
+    )
     p.add_argument(
         "--request-concurrency",
-        type=int,
+        type=at_least(1),
         default=10,
         help="LLM requests one stage of one step keeps in flight (gepa's thread pool)",
     )
     p.add_argument(
         "--max-metric-calls",
-        type=int,
+        type=at_least(1),
         default=None,
         help="also stop after this many task evaluations",
     )
     p.add_argument(
         "--candidate-selection",
+        type=_selection,
         default="pareto",
         help="parent selection: pareto, current_best or epsilon_greedy[:EPS]",
     )
     p.add_argument(
         "--staleness",
+        type=_policy,
         default="accept",
         metavar="POLICY",
         help="staleness policy: accept, guarded[:DELTA_MAX], discard, reflective (an LLM "
@@ -120,7 +137,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--validate-workers",
-        type=int,
+        type=at_least(1),
         default=None,
         help="workers of the validation stage (default: --workers)",
     )
@@ -152,15 +169,17 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="do not draw the progress bar")
     p.add_argument(
         "--json",
-        type=Path,
-        default=None,
+        type=json_target,
+        default=False,
         metavar="PATH",
-        help="also write the summary figures as JSON to PATH",
+        help="also write the summary figures as JSON to PATH (checked before the run); "
+        "'-' writes them to stdout, and the summary then goes to stderr",
     )
-    p.set_defaults(handler=_handle)
+    p.set_defaults(handler=_handle, command_parser=p)
 
 
 def _handle(args: argparse.Namespace) -> int:
+    check_clock(args.clock)  # before the run: a missing extra costs no run
     base = DemoConfig(
         mode=args.mode,
         profile=args.profile,
@@ -190,29 +209,75 @@ def _handle(args: argparse.Namespace) -> int:
     outcomes = []
     for c in configs:
         outcomes.append(run_demo(c, clock=args.clock, progress=not args.no_progress))
-        if outcomes[-1].result.finish_reason.startswith("interrupted"):
+        if _interrupted(outcomes[-1]):
             break
-    print(_summary(outcomes, args.clock))
-    if args.json is not None:
-        args.json.write_text(json.dumps([_figures(o) for o in outcomes], indent=2))
-        print(f"figures written to {args.json}")
-    return 0
+    to_stdout = args.json is None  # --json -
+    summary = _summary(outcomes, args.clock, compared=args.compare)
+    print(summary, file=sys.stderr if to_stdout else sys.stdout, flush=True)
+    code = 130 if any(_interrupted(o) for o in outcomes) else 0
+    if args.json is False:
+        return code
+    figures = json.dumps([_figures(o) for o in outcomes], indent=2)
+    if to_stdout:
+        print(figures, flush=True)
+        return code
+    try:
+        args.json.write_text(figures + "\n")
+    except OSError as exc:
+        # Checked before the run, but the disk can still say no: keep the figures.
+        print(figures, flush=True)
+        print(
+            f"flashevolve demo: cannot write {args.json} ({exc.strerror}); the figures are "
+            "on stdout above",
+            file=sys.stderr,
+        )
+        return code or 1
+    print(f"figures written to {args.json}")
+    return code
+
+
+def _interrupted(o: DemoOutcome) -> bool:
+    return o.result.finish_reason.startswith("interrupted")
+
+
+def _selection(text: str) -> str:
+    from flashevolve_nb.engine.selection import make_selector
+
+    try:
+        make_selector(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _policy(text: str) -> str:
+    from flashevolve_nb.engine.staleness import make_policy
+
+    try:
+        make_policy(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _alpha(text: str) -> float | dict[str, float]:
     """``0.5`` or ``validate=0.25,rollout=0.5``."""
+    hint = f"{text!r}: give a number in (0, 1] or STAGE=A pairs, e.g. validate=0.25,rollout=0.5"
     try:
         if "=" not in text:
-            return float(text)
+            value = float(text)
+            if not 0 < value <= 1:
+                raise ValueError(value)
+            return value
         out: dict[str, float] = {}
         for part in text.split(","):
-            stage, _, value = part.partition("=")
-            out[stage.strip()] = float(value)
+            stage, _, value_text = part.partition("=")
+            out[stage.strip()] = float(value_text)
+            if not 0 < out[stage.strip()] <= 1:
+                raise ValueError(value_text)
         return out
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: give a number in (0, 1] or STAGE=A pairs, e.g. validate=0.25,rollout=0.5"
-        ) from None
+        raise argparse.ArgumentTypeError(hint) from None
 
 
 def _with_mode(c: DemoConfig, mode: Literal["async", "sync"]) -> DemoConfig:
@@ -225,7 +290,7 @@ def run_demo(config: DemoConfig, *, clock: str = "real", progress: bool = True) 
     if progress:
         bus.subscribe(ProgressBar(f"{config.mode:>5}", config.minutes * 60.0))
     demo = build_demo(config, bus=bus)
-    loop = _new_loop(clock)
+    loop = new_loop(clock)
     t0 = time.perf_counter()
     try:
         _stop_on_ctrl_c(loop, demo.pipeline)
@@ -251,16 +316,6 @@ def _stop_on_ctrl_c(loop: asyncio.AbstractEventLoop, pipeline: Pipeline) -> None
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         # Not available on Windows event loops or outside the main thread.
         loop.add_signal_handler(signal.SIGINT, interrupted)
-
-
-def _new_loop(clock: str) -> asyncio.AbstractEventLoop:
-    if clock == "virtual":
-        import looptime
-
-        return looptime.new_event_loop(start=0.0)
-    if clock != "real":
-        raise ValueError(f"clock must be 'real' or 'virtual' (got {clock!r})")
-    return asyncio.new_event_loop()
 
 
 def _figures(o: DemoOutcome) -> dict[str, Any]:
@@ -305,7 +360,8 @@ def _control_figures(o: DemoOutcome) -> dict[str, Any]:
         kinds[e.kind] = kinds.get(e.kind, 0) + 1
     c = o.config
     return {
-        "controller": c.controller if c.mode == "async" else "fixed",
+        # the synchronous run and the staleness lab always run the fixed controller
+        "controller": c.controller if c.mode == "async" and not c.staleness_lab else "fixed",
         "alpha": c.alpha if c.mode == "async" else 1.0,
         "speculative_validation": c.speculative_validation and c.mode == "async",
         "controller_actions": kinds.get("controller_action", 0),
@@ -360,7 +416,53 @@ def _staleness_lines(f: dict[str, Any]) -> str:
     )
 
 
-def _summary(outcomes: list[DemoOutcome], clock: str) -> str:
+_LEGEND = """\
+What the terms mean:
+  held-out test             mean score on a test split never used during the run, at
+                            temperature 0 and once per prompt: a prompt has one score
+  evolution steps           select a parent, roll it out on a minibatch, reflect, propose
+  failed proposals          reflection answers not adopted (no usable fenced text, or cut
+                            off by the token limit); each is an event with its reason
+  passed the gate           proposals that beat their parent on the same minibatch
+  accepted (admitted)       proposals admitted to the pool after a full validation
+  validation sweeps         full evaluations of a candidate on the validation set
+  stale detections          a proposal met a decision point after other proposals were
+                            admitted since it was derived (the policy then decides)
+  early releases            a stage handed its output on once a fraction alpha of its
+                            requests had finished (speculative completion)"""
+
+
+def _stop_reason(reason: str) -> str:
+    """``max_sim_seconds=1800 reached`` -> words, with the flag that sets the limit."""
+    m = re.fullmatch(r"(max_\w+)=([\d.e+]+) reached", reason)
+    if m is None:
+        return reason
+    name, value = m.group(1), float(m.group(2))
+    return {
+        "max_sim_seconds": f"its budget of {value / 60:g} simulated minutes ran out (--minutes)",
+        "max_metric_calls": f"it used its {value:g} metric calls (--max-metric-calls)",
+        "max_proposals": f"it made its {value:g} proposals",
+        "max_wall_seconds": f"its {value:g} real seconds ran out",
+    }.get(name, reason)
+
+
+def _next_steps(outcomes: list[DemoOutcome], compared: bool) -> list[str]:
+    steps: list[tuple[str, str]] = []
+    if not compared:
+        steps.append(
+            ("flashevolve demo --compare", "the same seed under GEPA's synchronous schedule too")
+        )
+    if outcomes[0].config.policy == "accept":
+        steps.append(("flashevolve demo --staleness reflective", "an LLM repairs stale proposals"))
+    steps += [
+        ("notebooks/01_quickstart.ipynb", "the same run in Jupyter, with a live dashboard"),
+        ("flashevolve demo --help", "every option"),
+    ]
+    width = max(len(cmd) for cmd, _ in steps)
+    return ["Next:", *(f"  {cmd:<{width}}  {what}" for cmd, what in steps)]
+
+
+def _summary(outcomes: list[DemoOutcome], clock: str, *, compared: bool = False) -> str:
     figs = [_figures(o) for o in outcomes]
     c = outcomes[0].config
     head = (
@@ -381,7 +483,7 @@ def _summary(outcomes: list[DemoOutcome], clock: str) -> str:
         rows.append(row)
     lines = [head, "", format_table(header, rows)]
     for o in outcomes:
-        lines.append(f"{o.config.mode}: stopped because {o.result.finish_reason}")
+        lines.append(f"{o.config.mode}: stopped because {_stop_reason(o.result.finish_reason)}")
     for f in figs:
         if f["mode"] == "async":
             lines += ["", _staleness_lines(f)]
@@ -390,4 +492,5 @@ def _summary(outcomes: list[DemoOutcome], clock: str) -> str:
     best = outcomes[0].result
     lines += ["", f"best prompt ({outcomes[0].config.mode}, {best.best.id}):"]
     lines += ["  " + ln for ln in best.best[next(iter(best.best))].splitlines()]
+    lines += ["", _LEGEND, "", *_next_steps(outcomes, compared)]
     return "\n".join(lines)

@@ -70,10 +70,12 @@ class ProgressBar:
         frac = min(1.0, self._t / self.total) if self.total > 0 else 0.0
         filled = int(frac * self.width)
         bar = "#" * filled + "-" * (self.width - filled)
+        # no score before the seed's validation is admitted: a dash, not "nan"
+        best = "  -  " if self._best != self._best else f"{self._best:.3f}"
         line = (
             f"{self.label} [{bar}] {self._t / 60:5.1f}/{self.total / 60:.0f} sim-min  "
             f"proposals {self._proposals:4d}  accepted {self._accepted:3d}  "
-            f"best {self._best:.3f}  in-flight {self._inflight:3d}"
+            f"best {best}  in-flight {self._inflight:3d}"
         )
         if self._tty:
             self.stream.write("\r" + line + ("\n" if final else ""))

@@ -22,6 +22,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from flashevolve_nb.cli.checks import check_clock, new_loop
 from flashevolve_nb.demo import DemoConfig, build_demo
 from flashevolve_nb.engine import Pipeline, RunFailed
 from flashevolve_nb.engine.bus import EventBus
@@ -62,7 +63,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue the run stored in --run-dir")
     p.add_argument("--quiet", action="store_true", help="do not print a line per admission")
-    p.set_defaults(handler=_handle)
+    p.set_defaults(handler=_handle, command_parser=p)
 
 
 def load_config(path: Path) -> dict[str, Any]:
@@ -107,6 +108,7 @@ def _handle(args: argparse.Namespace) -> int:
     else:
         raise ValueError("--config FILE is needed to start a run (only --resume can do without)")
     clock = settings.pop("clock", "real")
+    check_clock(clock)  # before the run directory is touched
     try:
         config = DemoConfig(**settings)
     except TypeError as exc:
@@ -118,7 +120,7 @@ def _handle(args: argparse.Namespace) -> int:
     store = attach(
         demo.pipeline, args.run_dir, resume=args.resume, config={**settings, "clock": clock}
     )
-    loop = _new_loop(clock)
+    loop = new_loop(clock)
     try:
         _stop_on_signals(loop, demo.pipeline)
         try:
@@ -155,14 +157,6 @@ def _print_progress(e: Event) -> None:
         )
     elif isinstance(e, StepRestarted):
         print(f"step {e.step} re-derives step {e.previous_step}", flush=True)
-
-
-def _new_loop(clock: str) -> asyncio.AbstractEventLoop:
-    if clock == "virtual":
-        import looptime
-
-        return looptime.new_event_loop(start=0.0)
-    return asyncio.new_event_loop()
 
 
 def _stop_on_signals(loop: asyncio.AbstractEventLoop, pipeline: Pipeline) -> None:

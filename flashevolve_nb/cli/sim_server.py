@@ -17,7 +17,7 @@ from typing import Any
 
 from flashevolve_nb.sim.backend import MODEL_NAME
 from flashevolve_nb.sim.faults import FaultRates
-from flashevolve_nb.sim.http_server import SimHTTPServer
+from flashevolve_nb.sim.http_server import SimHTTPServer, SimPortInUse
 
 __all__ = ["add_parser"]
 
@@ -60,7 +60,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--hang-seconds", type=float, default=30.0, help="how long an injected hang lasts"
     )
-    p.set_defaults(handler=_handle)
+    p.set_defaults(handler=_handle, command_parser=p)
 
 
 def _handle(args: argparse.Namespace) -> int:
@@ -81,8 +81,12 @@ def _handle(args: argparse.Namespace) -> int:
         faults=faults,
         model_name=args.model_name,
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(server, faults))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(server, faults))
+    except SimPortInUse as exc:
+        print(f"flashevolve sim-server: {exc.strerror}", file=sys.stderr)
+        return 1
     return 0
 
 

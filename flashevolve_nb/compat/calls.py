@@ -25,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from flashevolve_nb.errors import FlashEvolveError
 from flashevolve_nb.llm.protocol import Completion, Message, Usage
 
 if TYPE_CHECKING:
@@ -47,11 +49,11 @@ __all__ = [
 T = TypeVar("T")
 
 
-class AdapterContractError(ValueError):
+class AdapterContractError(FlashEvolveError, ValueError):
     """The adapter returned something the ``gepa`` adapter protocol does not allow."""
 
 
-class CancelledInThread(RuntimeError):
+class CancelledInThread(FlashEvolveError, RuntimeError):
     """User code in a worker thread raised a CancelledError of its own."""
 
 
@@ -199,12 +201,12 @@ class AdapterCalls:
                 )
             if spent is not None:
                 spent(sum(_metric_calls(p, len(s)) for p, s in zip(parts, slices, strict=True)))
-            for part, s in zip(parts, slices, strict=True):
-                _check(part, len(s), "adapter.batch_evaluate")
+            for k, (part, s) in enumerate(zip(parts, slices, strict=True)):
+                _check(part, s, "adapter.batch_evaluate", k * size, n)
         else:
             evaluate = self.adapter.evaluate
 
-            async def one(part: list[Any]) -> Any:
+            async def one(part: list[Any], offset: int) -> Any:
                 got = await self.traced(
                     ctx,
                     f"adapter.evaluate: {len(part)} examples",
@@ -213,10 +215,12 @@ class AdapterCalls:
                 )
                 if spent is not None:
                     spent(_metric_calls(got, len(part)))
-                _check(got, len(part), "adapter.evaluate")
+                _check(got, part, "adapter.evaluate", offset, n)
                 return got
 
-            done = await asyncio.gather(*(one(s) for s in slices), return_exceptions=True)
+            done = await asyncio.gather(
+                *(one(s, k * size) for k, s in enumerate(slices)), return_exceptions=True
+            )
             for r in done:
                 if isinstance(r, BaseException):
                     raise r
@@ -230,7 +234,9 @@ def _metric_calls(batch: Any, n: int) -> int:
     return count if isinstance(count, int) and not isinstance(count, bool) else n
 
 
-def _check(batch: Any, n: int, where: str) -> None:
+def _check(batch: Any, examples: Sequence[Any], where: str, offset: int, total: int) -> None:
+    """``batch`` against the adapter contract; ``examples`` start at ``offset`` of ``total``."""
+    n = len(examples)
     outputs = getattr(batch, "outputs", None)
     scores = getattr(batch, "scores", None)
     if outputs is None or scores is None:
@@ -252,10 +258,20 @@ def _check(batch: Any, n: int, where: str) -> None:
                 f"{where} returned {len(values)} {name} for {n} examples; they must align "
                 "one to one with the outputs"
             )
-    for s in scores:
+    for i, s in enumerate(scores):
         if isinstance(s, bool) or not isinstance(s, int | float):
             raise AdapterContractError(
                 f"{where} returned the score {s!r}; scores must be numbers (higher is better)"
+            )
+        if not math.isfinite(s):
+            # NaN compares false with everything: it would pass or fail gates at random
+            # and make means, the best candidate and the fronts meaningless.
+            shown = repr(examples[i])
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise AdapterContractError(
+                f"{where} returned the non-finite score {s!r} for example {offset + i} of "
+                f"{total} ({shown}); scores must be finite numbers (give a failed example a "
+                "failure score such as 0.0)"
             )
 
 

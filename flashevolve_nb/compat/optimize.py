@@ -12,7 +12,8 @@ samplers, caching, experiment trackers) are refused when set to anything but
 ``gepa``'s default, with a message saying so; options that only change
 logging are accepted and ignored. Where behaviour differs on purpose:
 
-- ``max_metric_calls`` is a hard cap (``gepa`` can overshoot by an iteration);
+- ``max_metric_calls`` is a hard cap (``gepa`` can overshoot by an iteration), and
+  one smaller than the validation set (the seed's first evaluation) is refused;
 - ``raise_on_exception`` defaults to False: an adapter that raises fails its
   step, not the run (``gepa``'s default stops the run);
 - proposals identical to their parent are not evaluated;
@@ -175,6 +176,7 @@ def prepare(
     - ``max_wall_seconds``: stop after this many seconds (in-flight work is cancelled).
     """
     _check_gepa_options(gepa_options)
+    _check_arguments(seed_candidate, max_metric_calls, reflection_minibatch_size)
     if max_metric_calls is None and not stop_callbacks and max_wall_seconds is None:
         raise ValueError(
             "give the run an end: max_metric_calls, stop_callbacks or max_wall_seconds "
@@ -204,7 +206,7 @@ def prepare(
             custom_proposer=custom_candidate_proposer,
         )
         config = AdapterConfig(
-            minibatch_size=reflection_minibatch_size or 3,
+            minibatch_size=3 if reflection_minibatch_size is None else reflection_minibatch_size,
             candidate_selection=_selection(candidate_selection_strategy, seed),
             module_selector=module_selector,
             skip_perfect_score=skip_perfect_score,
@@ -270,6 +272,10 @@ def _blocking(fn: Callable[P, Optimization]) -> Callable[P, OptimizeResult]:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
+            in_loop = False
+        else:
+            in_loop = True
+        if not in_loop:  # outside the except block: errors here chain to nothing of ours
             return asyncio.run(main())
         # A loop runs here already (a notebook cell): it cannot be re-entered, so run
         # on a fresh loop in a helper thread and block this one until it is done.
@@ -288,6 +294,31 @@ Takes ``gepa.optimize``'s arguments (and ours, see :func:`prepare`) and
 returns an :class:`OptimizeResult` with ``gepa``'s result fields;
 ``result.to_gepa()`` converts it to ``gepa``'s own ``GEPAResult``.
 """
+
+
+def _check_arguments(
+    seed_candidate: object, max_metric_calls: object, reflection_minibatch_size: object
+) -> None:
+    """Malformed arguments named, with what to give instead, before anything is built."""
+    if not isinstance(seed_candidate, Mapping):
+        raise TypeError(
+            "seed_candidate maps component names to their texts, e.g. "
+            f"{{'system_prompt': 'You are ...'}} (got {type(seed_candidate).__name__})"
+        )
+    for name, value, example in (
+        ("max_metric_calls", max_metric_calls, "max_metric_calls=500"),
+        ("reflection_minibatch_size", reflection_minibatch_size,
+         "reflection_minibatch_size=3 (gepa's default)"),
+    ):  # fmt: skip
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(
+                f"{name} must be an int >= 1 or None (got {type(value).__name__} {value!r}); "
+                f"e.g. {example}"
+            )
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1 or None (got {value}); e.g. {example}")
 
 
 def _check_gepa_options(options: Mapping[str, Any]) -> None:

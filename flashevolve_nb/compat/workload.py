@@ -50,6 +50,7 @@ from flashevolve_nb.engine import (
     WorkItem,
     make_selector,
 )
+from flashevolve_nb.engine.duplicates import Duplicates
 from flashevolve_nb.engine.events import (
     Admitted,
     Event,
@@ -193,6 +194,7 @@ class AdapterWorkload:
         self._gate: dict[int, tuple[float, float]] = {}
         self._errors: dict[int, BaseException] = {}
         self._discovered: dict[str, int] = {}
+        self._duplicates = Duplicates()
         self._ended = False
 
     # ---- Workload protocol -------------------------------------------------
@@ -498,12 +500,21 @@ class AdapterWorkload:
 
     async def _validate(self, item: WorkItem, ctx: StageContext) -> Sequence[WorkItem]:
         p: AdapterStep = item.payload
-        if not await self._afford(ctx, item.step, len(self.val)):
+        duplicate = self._duplicates.claim(ctx.pool, item.artifact)
+        if duplicate:
+            ctx.end_step(duplicate)
             return []
-        ev = await self.calls.evaluate(
-            ctx, item.artifact.components, self._validation_examples(), capture_traces=False,
-            spent=lambda n: self._count(ctx, item.step, n),
-        )  # fmt: skip
+        try:
+            if not await self._afford(ctx, item.step, len(self.val)):
+                self._duplicates.release(item.artifact)
+                return []
+            ev = await self.calls.evaluate(
+                ctx, item.artifact.components, self._validation_examples(),
+                capture_traces=False, spent=lambda n: self._count(ctx, item.step, n),
+            )  # fmt: skip
+        except BaseException:
+            self._duplicates.release(item.artifact)
+            raise
         # gepa's num_metric_calls_by_discovery: what was spent before this validation
         self._discovered[item.artifact.id] = self.budget.spent - ev.metric_calls
         ctx.emit(

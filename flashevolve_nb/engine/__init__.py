@@ -31,7 +31,19 @@ from flashevolve_nb.engine.selection import (
 from flashevolve_nb.engine.stage import StageSnapshot, StageSpec
 from flashevolve_nb.engine.staleness import AcceptPolicy, Decision, StalenessPolicy, make_policy
 from flashevolve_nb.engine.stats import RunStats
-from flashevolve_nb.engine.workload import SeedEntry, Workload
+from flashevolve_nb.engine.workload import (
+    DecisionPoints,
+    HumanSteps,
+    ModelRoles,
+    PartialStages,
+    PendingValidations,
+    Rebasing,
+    ResumableProgress,
+    SeedEntry,
+    StepsFromParent,
+    ValidationStage,
+    Workload,
+)
 
 __all__ = [
     "ADMIT",
@@ -41,18 +53,25 @@ __all__ = [
     "BudgetTracker",
     "CurrentBest",
     "Decision",
+    "DecisionPoints",
     "EpsilonGreedy",
     "EventBus",
+    "HumanSteps",
+    "ModelRoles",
     "Origin",
     "ParentSelector",
     "ParetoSelector",
+    "PartialStages",
+    "PendingValidations",
     "Pipeline",
     "PipelineConfig",
     "PipelineSnapshot",
     "Pool",
     "PoolEntry",
     "PoolSnapshot",
+    "Rebasing",
     "Recorder",
+    "ResumableProgress",
     "RunFailed",
     "RunResult",
     "RunStats",
@@ -61,6 +80,8 @@ __all__ = [
     "StageSnapshot",
     "StageSpec",
     "StalenessPolicy",
+    "StepsFromParent",
+    "ValidationStage",
     "WorkItem",
     "Workload",
     "events_frame",

@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from flashevolve_nb.engine.budget import Reservation
 from flashevolve_nb.engine.events import Event, LLMCallFinished, LLMCallStarted, LLMRetry
+from flashevolve_nb.engine.workload import ModelRoles
 from flashevolve_nb.llm.protocol import LLM, Completion, Message, RetryNotice, retry_listener
 
 if TYPE_CHECKING:
     from flashevolve_nb.engine.pipeline import Pipeline
     from flashevolve_nb.engine.pool import Pool
     from flashevolve_nb.engine.speculation import Speculation
+    from flashevolve_nb.engine.workload import Workload
 
 __all__ = ["StageContext"]
 
@@ -47,19 +49,23 @@ class StageContext:
         """The run's speculation settings and bookkeeping (alpha, speculative validation)."""
         return self._pipeline.speculation
 
+    @property
+    def workload(self) -> Workload:
+        """The run's workload (a policy checks it for a capability, e.g. ``Rebasing``)."""
+        return self._pipeline.workload
+
     def now(self) -> float:
         return self._pipeline.clock.now()
 
     def llm_for(self, role: str) -> LLM:
         """The workload's model for ``role`` (``"repair"``...), for policies that call one."""
-        pick = getattr(self._pipeline.workload, "llm_for", None)
-        if pick is None:
+        workload = self._pipeline.workload
+        if not isinstance(workload, ModelRoles):
             raise LookupError(
-                f"the workload {self._pipeline.workload.name!r} names no model for {role!r}; "
+                f"the workload {workload.name!r} names no model for {role!r}; "
                 "give the policy one, e.g. make_policy('reflective', llm=...)"
             )
-        llm: LLM = pick(role)
-        return llm
+        return workload.llm_for(role)
 
     def emit(self, event: Event) -> None:
         self._pipeline.bus.emit(event)

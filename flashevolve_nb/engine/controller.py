@@ -35,6 +35,7 @@ import dataclasses
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from flashevolve_nb.engine.events import ControllerAction
@@ -157,6 +158,8 @@ class ControllerSnapshot:
     """What the last decision did (empty: nothing needed changing)."""
     decisions: int
     actions: int
+    held: Mapping[str, int] = field(default_factory=dict)
+    """Stages whose worker count a person set: the controller leaves them as they are."""
 
 
 def decide(obs: Observation, params: ControllerParams) -> tuple[Move, ...]:
@@ -299,6 +302,7 @@ class Controller:
         self._moves: tuple[Move, ...] = ()
         self._decisions = 0
         self._actions = 0
+        self._held: dict[str, int] = {}
 
     @property
     def params(self) -> ControllerParams:
@@ -322,6 +326,40 @@ class Controller:
         elif self._task is not None:
             self._task.cancel()
             self._task = None
+
+    @property
+    def held(self) -> Mapping[str, int]:
+        """Stages held at a person's worker count (stage -> count)."""
+        return MappingProxyType(dict(self._held))
+
+    def hold(self, stage: str, workers: int, *, source: str = "user") -> None:
+        """Keep ``stage`` at ``workers``: the controller neither adds nor takes one.
+
+        A person who sets a worker count means it; without this the next decision
+        would undo it. :meth:`release` hands the stage back.
+        """
+        before = self._held.get(stage)
+        self._held[stage] = workers
+        if before != workers:
+            self._emit(
+                "hold", stage, "" if before is None else str(before), str(workers),
+                f"held at {workers} worker(s) by {source} until released", source,
+            )  # fmt: skip
+
+    def release(self, stage: str, *, source: str = "user") -> bool:
+        """Let the controller move ``stage``'s workers again; False if it was not held."""
+        n = self._held.pop(stage, None)
+        if n is None:
+            return False
+        why = f"handed back to the controller by {source}"
+        self._emit("release", stage, str(n), "", why, source)
+        return True
+
+    def _decision_params(self) -> ControllerParams:
+        if not self._held:
+            return self._params
+        bounds = {**self._params.bounds, **{s: (n, max(n, 1)) for s, n in self._held.items()}}
+        return dataclasses.replace(self._params, bounds=bounds)
 
     def tune(self, *, source: str = "user", **changes: Any) -> ControllerParams:
         """Change parameters now (e.g. ``tune(interval=10, staleness_budget=8)``)."""
@@ -377,7 +415,9 @@ class Controller:
         obs = self._signals.observe(
             self._p.snapshot(), smoothing=self._params.smoothing, cooling=now < self._cool_until
         )
-        moves = decide(obs, self._params) if self._enabled else ()
+        moves = decide(obs, self._decision_params()) if self._enabled else ()
+        # Bounds cannot say "exactly 0" (a stage's max is at least 1): filter as well.
+        moves = tuple(m for m in moves if m.action != "workers" or m.stage not in self._held)
         for m in moves:
             self._apply(m)
         self._last = obs
@@ -419,4 +459,5 @@ class Controller:
             moves=self._moves,
             decisions=self._decisions,
             actions=self._actions,
+            held=MappingProxyType(dict(self._held)),
         )

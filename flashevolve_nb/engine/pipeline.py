@@ -26,7 +26,7 @@ from typing import Any, Literal, TypeVar
 
 from flashevolve_nb.clock import Clock
 from flashevolve_nb.engine.artifact import Artifact, Origin
-from flashevolve_nb.engine.budget import BudgetTracker, Reservation
+from flashevolve_nb.engine.budget import Budget, BudgetTracker, Reservation
 from flashevolve_nb.engine.bus import EventBus, Recorder
 from flashevolve_nb.engine.config import Mode, PipelineConfig
 from flashevolve_nb.engine.context import StageContext
@@ -70,7 +70,16 @@ from flashevolve_nb.engine.staleness import (
     make_policy,
 )
 from flashevolve_nb.engine.stats import RunStats, StatsCollector
-from flashevolve_nb.engine.workload import Workload
+from flashevolve_nb.engine.workload import (
+    HumanProposals,
+    HumanReplacements,
+    ResumableProgress,
+    StepsFromParent,
+    Workload,
+    decision_points_of,
+    validation_stage_of,
+)
+from flashevolve_nb.errors import FlashEvolveError
 
 __all__ = ["ADMIT", "Pipeline", "PipelineConfig", "PipelineSnapshot", "RunFailed"]
 
@@ -85,7 +94,7 @@ ADMIT = "admit"
 _T = TypeVar("_T")
 
 
-class RunFailed(RuntimeError):
+class RunFailed(FlashEvolveError, RuntimeError):
     """The run could not go on (its seed evaluation or the engine itself failed)."""
 
 
@@ -177,7 +186,7 @@ class Pipeline:
             )
         points = config.decision_points
         if points is None:
-            points = tuple(getattr(workload, "default_decision_points", (ADMIT,)))
+            points = decision_points_of(workload, (ADMIT,))
         bad_points = set(points) - {*names, ADMIT}
         if bad_points:
             raise ValueError(
@@ -188,8 +197,16 @@ class Pipeline:
         self.stages: list[Stage] = []
         for spec in specs:
             n = 1 if config.mode == "sync" else config.workers.get(spec.name, spec.workers)
+            if n < 1:
+                # Every step passes every stage: one without workers holds the run forever.
+                raise ValueError(
+                    f"stage {spec.name!r} would have {n} workers, so no step could get past "
+                    f"it and the run would wait forever; give it at least one (workers="
+                    f"{{{spec.name!r}: 1}}). To hold a stage during a run, pause it instead"
+                )
             self.stages.append(Stage(spec, n))
         self._by_name = {s.name: i for i, s in enumerate(self.stages)}
+        _check_metric_budget(config.budget, workload, len(self.pool.instance_ids))
 
         self.requests_in_flight = 0
         self._rng = random.Random(f"{config.seed}:head")
@@ -212,6 +229,9 @@ class Pipeline:
         self._stopping = False
         self._state = "created"
         self._finish_reason = ""
+        self._ended_at: float | None = None
+        """The run clock when the run ended: figures read after the end stop there."""
+        self._cancel_requested = False
         self._error: BaseException | None = None
         self.breakers: list[Any] = []
         """Circuit breakers on this run's backends (``CircuitBreaker.attach``); each
@@ -321,9 +341,8 @@ class Pipeline:
         self._steps_done = max(0, next_step - 1 - len(redo))
         self._redo = list(redo)
         self._resume = _Resume(t, session, tuple(redo))
-        progress = getattr(self.workload, "restore_progress", None)
-        if progress is not None:
-            progress(self.pool, self._next_step - 1)
+        if isinstance(self.workload, ResumableProgress):
+            self.workload.restore_progress(self.pool, self._next_step - 1)
 
     # ---- running ---------------------------------------------------------
     async def run(self) -> RunResult:
@@ -410,15 +429,19 @@ class Pipeline:
             mode=self.mode,
             seed=self.seed,
             pool=self.pool.snapshot(),
-            stats=self.collector.stats(self.clock.now()),
+            stats=self.collector.stats(self.now()),
             events=tuple(self.recorder.events),
             finish_reason=self._finish_reason,
         )
 
+    def now(self) -> float:
+        """The run clock; once the run has ended, the moment it ended (rates stay put)."""
+        return self._ended_at if self._ended_at is not None else self.clock.now()
+
     def snapshot(self) -> PipelineSnapshot:
         return PipelineSnapshot(
             state=self._state,
-            t=self.clock.now(),
+            t=self.now(),
             mode=self.mode,
             depth=self.depth,
             steps_in_flight=len(self._live),
@@ -426,7 +449,7 @@ class Pipeline:
             policy=self.policy.name,
             stages=tuple(s.snapshot() for s in self.stages),
             pool=self.pool.snapshot(),
-            stats=self.collector.stats(self.clock.now()),
+            stats=self.collector.stats(self.now()),
             breakers=tuple(b.snapshot() for b in self.breakers),
         )
 
@@ -509,6 +532,7 @@ class Pipeline:
         if self._state != "running":
             return
         self._control("*", "stop", mode)
+        self._cancel_requested = mode == "cancel"
         if mode == "drain":
             for s in self.stages:
                 if s.paused:
@@ -541,8 +565,8 @@ class Pipeline:
             )
         if artifact.id in self.pool:
             raise ValueError(f"artifact id {artifact.id!r} is taken; use pipeline.new_id('a')")
-        begin = getattr(self.workload, "begin_human_step", None)
-        if begin is None:
+        workload = self.workload
+        if not isinstance(workload, HumanProposals):
             raise TypeError(
                 f"workload {self.workload.name!r} takes no human proposals "
                 "(it has no begin_human_step, see flashevolve_nb.engine.workload.HumanSteps)"
@@ -551,7 +575,9 @@ class Pipeline:
         step = self._next_step
         # A private random stream: a person's step leaves the head's draws unchanged.
         rng = random.Random(f"{self.seed}:human:{step}")
-        item: WorkItem = begin(step, self.new_id("i"), artifact, self.pool, rng, self.clock.now())
+        item = workload.begin_human_step(
+            step, self.new_id("i"), artifact, self.pool, rng, self.clock.now()
+        )
         self._next_step += 1
         self._live[step] = 1
         now = self.clock.now()
@@ -611,8 +637,12 @@ class Pipeline:
             old = next((i for i in stage.queue.items() if i.id == item_id), None)
             if old is None:
                 continue
-            swap = getattr(self.workload, "with_human_artifact", None)
-            new: WorkItem = swap(old, artifact) if swap else old.evolve(artifact=artifact)
+            workload = self.workload
+            new = (
+                workload.with_human_artifact(old, artifact)
+                if isinstance(workload, HumanReplacements)
+                else old.evolve(artifact=artifact)
+            )
             stage.queue.replace(item_id, new)
             self.bus.emit(
                 QueueEdited(
@@ -656,13 +686,14 @@ class Pipeline:
         self._finish_reason = reason or self._finish_reason
         if self._error is not None or reason.startswith("failed"):
             self._state = "failed"
-        elif reason == "cancelled":
+        elif reason == "cancelled" or self._cancel_requested:
             self._state = "cancelled"
         else:
             self._state = "finished"
         for step in list(self._reservations):  # steps cut off by the end keep nothing
             self._release_reservations(step)
-        self.bus.emit(RunFinished(t=self.clock.now(), reason=self._finish_reason))
+        self._ended_at = self.clock.now()
+        self.bus.emit(RunFinished(t=self._ended_at, reason=self._finish_reason))
 
     def _cancel_all(self) -> list[asyncio.Task[None]]:
         self._tearing_down = True
@@ -795,12 +826,12 @@ class Pipeline:
         now = self.clock.now()
         while self._redo:
             previous, parent_id = self._redo.pop(0)
-            begin_from = getattr(self.workload, "begin_step_from", None)
-            same = begin_from is not None and parent_id in self.pool
+            workload = self.workload
+            same = isinstance(workload, StepsFromParent) and parent_id in self.pool
             item: WorkItem | None
-            if begin_from is not None and parent_id in self.pool:
+            if isinstance(workload, StepsFromParent) and parent_id in self.pool:
                 parent = self.pool.entry(parent_id).artifact
-                item = begin_from(step, item_id, parent, self.pool, self._rng, now)
+                item = workload.begin_step_from(step, item_id, parent, self.pool, self._rng, now)
             else:
                 item = self.workload.begin_step(step, item_id, self.pool, self._rng, now)
             if item is None:
@@ -1058,7 +1089,7 @@ class Pipeline:
 
     def _reentry_index(self) -> int:
         """Where a patched item re-enters: the workload's validation stage (default: the last)."""
-        name = getattr(self.workload, "validation_stage", None)
+        name = validation_stage_of(self.workload)
         return self._by_name[name] if name in self._by_name else len(self.stages) - 1
 
     def _after_improvement(self) -> None:
@@ -1185,3 +1216,21 @@ class Pipeline:
         self._wake_head()
         if self._stopping and not self._live:
             self._resolve()
+
+
+def _check_metric_budget(budget: Budget, workload: Workload, instances: int) -> None:
+    """Refuse a metric-call budget the seed's validation sweep alone would overshoot.
+
+    A workload with a validation stage scores the seed on every validation
+    instance (one metric call each) before any step starts; that sweep is not
+    cut, so a smaller ``max_metric_calls`` could not be kept.
+    """
+    limit = budget.max_metric_calls
+    if limit is None or validation_stage_of(workload) is None or limit >= instances:
+        return
+    raise ValueError(
+        f"max_metric_calls={limit} cannot pay for one validation sweep ({instances} examples, "
+        f"one metric call each), which scores the seed before anything else; give "
+        f"max_metric_calls >= {instances} (a few times more to leave room for evolution) or "
+        "a smaller validation set"
+    )

@@ -41,6 +41,11 @@ from flashevolve_nb.engine.events import (
     StageControl,
 )
 from flashevolve_nb.engine.items import WorkItem
+from flashevolve_nb.engine.workload import (
+    PendingValidations,
+    partial_stages_of,
+    validation_stage_of,
+)
 
 if TYPE_CHECKING:
     from flashevolve_nb.engine.context import StageContext
@@ -134,9 +139,8 @@ class Speculation:
         self._p = pipeline
         workload = pipeline.workload
         self._stages = tuple(s.name for s in pipeline.stages)
-        partial = getattr(workload, "partial_stages", None)
-        self._partial: tuple[str, ...] | None = tuple(partial) if partial is not None else None
-        self._validation_stage: str | None = getattr(workload, "validation_stage", None)
+        self._partial: tuple[str, ...] | None = partial_stages_of(workload)
+        self._validation_stage: str | None = validation_stage_of(workload)
         self._alpha: dict[str, float] = {}
         if isinstance(config.alpha, Mapping):
             for stage, a in config.alpha.items():
@@ -162,6 +166,11 @@ class Speculation:
         self._rolled_back = 0
 
     # ---- settings ----------------------------------------------------------
+    @property
+    def partial_stages(self) -> tuple[str, ...]:
+        """Stages that can hand their output on early (every stage if the workload says none)."""
+        return self._partial if self._partial is not None else tuple(self._stages)
+
     def alpha(self, stage: str) -> float:
         return self._alpha.get(stage, 1.0)
 
@@ -247,8 +256,10 @@ class Speculation:
     # ---- admission ---------------------------------------------------------
     def take(self, item: WorkItem) -> bool:
         """Handle ``item`` at admission if its validation is still running; else False."""
-        hook = getattr(self._p.workload, "pending_validation", None)
-        pending: PendingValidation | None = hook(item) if hook is not None else None
+        workload = self._p.workload
+        pending = (
+            workload.pending_validation(item) if isinstance(workload, PendingValidations) else None
+        )
         if pending is None or pending.artifact_id != item.artifact.id:
             return False
         spec = self._speculate(item, pending) if self._validation else None

@@ -7,7 +7,8 @@ Policies are chosen by name and may be swapped while a run goes on.
 
 The simple policies live here; the LLM-backed ones (``reflective`` and
 ``meta``) live in :mod:`flashevolve_nb.repair` and are loaded on demand, so the
-engine itself never builds a prompt.
+engine itself never builds a prompt. ``rebase`` (:mod:`flashevolve_nb.engine.rebase`)
+asks a workload that can re-apply a stale change onto the newest artifact.
 """
 
 from __future__ import annotations
@@ -153,12 +154,19 @@ def _meta(**kw: Any) -> StalenessPolicy:
     return MetaPolicy(**kw)
 
 
+def _rebase(**kw: Any) -> StalenessPolicy:
+    from flashevolve_nb.engine.rebase import RebasePolicy
+
+    return RebasePolicy(**kw)
+
+
 _POLICIES: dict[str, Any] = {
     "accept": AcceptPolicy,
     "guarded": GuardedPolicy,
     "discard": DiscardPolicy,
     "reflective": _reflective,
     "meta": _meta,
+    "rebase": _rebase,
 }
 
 _SHORTHAND = {"guarded": "delta_max", "meta": "group_size"}

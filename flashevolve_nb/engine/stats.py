@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from flashevolve_nb.engine.duplicates import DUPLICATE
 from flashevolve_nb.engine.events import (
     Admitted,
     Event,
@@ -22,6 +23,7 @@ from flashevolve_nb.engine.events import (
     ProposalMade,
     RunFinished,
     StaleDetected,
+    StepFinished,
     StepStarted,
     ValidationDone,
 )
@@ -68,6 +70,8 @@ class RunStats:
     speculation_rolled_back: int = 0
     controller_actions: int = 0
     """Changes the adaptive controller made (and tunings of it)."""
+    duplicates: int = 0
+    """Steps ended before validation because their text was validated already."""
 
     @property
     def minutes(self) -> float:
@@ -170,6 +174,8 @@ class StatsCollector:
             self._c[e.kind] += 1
         elif isinstance(e, RunFinished):
             self._finish = e.reason
+        elif isinstance(e, StepFinished):
+            self._c["duplicates"] += e.outcome.startswith(DUPLICATE)
 
     def stats(self, now: float | None = None) -> RunStats:
         t = self._t_end if now is None else max(now, self._t_end)
@@ -205,4 +211,5 @@ class StatsCollector:
             speculation_confirmed=c["speculation_confirmed"],
             speculation_rolled_back=c["speculation_rolled_back"],
             controller_actions=c["controller_action"],
+            duplicates=c["duplicates"],
         )

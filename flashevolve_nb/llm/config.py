@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from flashevolve_nb.llm.retry import RetryPolicy
-from flashevolve_nb.llm.secret import Secret, redact_url
+from flashevolve_nb.llm.secret import Secret, credentials_of, redact_url, scrub_all
 
 __all__ = ["ROLES", "OpenAIConfig", "load_role_configs"]
 
@@ -80,6 +80,12 @@ class OpenAIConfig:
         if isinstance(key, str):
             # A plain str is accepted from Python callers and wrapped at once.
             object.__setattr__(self, "api_key", Secret(key) if key else None)
+        elif key is not None and not isinstance(key, Secret):
+            raise TypeError(
+                f"api_key must be a str, a Secret or None (got {type(key).__name__}); e.g. "
+                "api_key=os.environ['OPENAI_API_KEY'], or api_key_env='OPENAI_API_KEY' in a "
+                "config file"
+            )
         if not self.model:
             raise ValueError(
                 "OpenAIConfig needs a model name (the server's model id, e.g. the path "
@@ -103,6 +109,24 @@ class OpenAIConfig:
     @property
     def endpoints(self) -> tuple[str, ...]:
         return tuple(self.base_url)
+
+    @property
+    def secrets(self) -> tuple[Secret, ...]:
+        """Every credential of this config: the key, credential headers, URL userinfo."""
+        found = credentials_of(self.extra_headers, self.endpoints)
+        return (self.api_key, *found) if self.api_key else found
+
+    def scrub(self, text: str) -> str:
+        """``text`` without any of :attr:`secrets` (for errors, events and logs)."""
+        return scrub_all(text, self.secrets)
+
+    def __repr__(self) -> str:
+        # The generated repr would show URL passwords; credential headers show as ***.
+        headers = {k: self.scrub(v) for k, v in self.extra_headers.items()}
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+        shown["base_url"] = tuple(redact_url(u) for u in self.endpoints)
+        inner = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+        return f"OpenAIConfig({inner}, extra_headers={headers!r})"
 
     @property
     def display_name(self) -> str:

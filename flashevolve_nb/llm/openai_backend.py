@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import openai
 from openai import AsyncOpenAI
@@ -189,13 +190,21 @@ def _client(config: OpenAIConfig, base_url: str | None, connections: int) -> Asy
     limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
         max_connections=connections + 8, max_keepalive_connections=connections
     )
+    # User info in the URL is basic auth (as httpx reads it), given to httpx apart from
+    # the URL: httpx logs every request's URL at INFO, and errors quote it.
+    auth: tuple[str, str] | None = None  # httpx's basic auth (openai ships its own httpx)
+    if base_url is not None:
+        parts = urlsplit(base_url)
+        if parts.username is not None or parts.password is not None:
+            auth = (unquote(parts.username or ""), unquote(parts.password or ""))
+            base_url = redact_url(base_url)
     return AsyncOpenAI(
         api_key=config.api_key.reveal() if config.api_key else _NO_KEY,
         base_url=base_url,
         timeout=openai.Timeout(config.timeout, connect=config.connect_timeout),
         max_retries=0,  # ours: balanced over replicas, and reported as events
         default_headers=dict(config.extra_headers) or None,
-        http_client=openai.DefaultAsyncHttpxClient(limits=limits, verify=_tls_context()),
+        http_client=openai.DefaultAsyncHttpxClient(limits=limits, verify=_tls_context(), auth=auth),
     )
 
 
@@ -315,6 +324,9 @@ class OpenAIBackend:
             attempt += 1
             replica = await balancer.acquire(avoid=last)
             self._attempts += 1
+            error: BackendError | None = None
+            failure: Failure | None = None
+            delay = 0.0
             try:
                 with replica.client.lease() as client:
                     raw = await _post_chat(client, request)
@@ -338,13 +350,18 @@ class OpenAIBackend:
                     or (retry_after is not None and retry_after > policy.max_retry_after)
                 ):
                     self._failed += 1
-                    # Not chained: the client's own message may quote what the server
-                    # said about the key; ours is scrubbed and names the cause.
-                    raise self._error(replica, failure, attempt) from None
-                delay = policy.delay(attempt, self._rng, retry_after)
-                self._retries += 1
-                self._report(replica, failure, attempt, delay)
-                last = replica if failure.replica_fault else None
+                    error = self._error(replica, failure, attempt)
+                else:
+                    delay = policy.delay(attempt, self._rng, retry_after)
+                    self._retries += 1
+                    self._report(replica, failure, attempt, delay)
+                    last = replica if failure.replica_fault else None
+            if error is not None:
+                # Raised out here, so that nothing is chained to it, not even as the
+                # suppressed context: the client's exception may quote what the server
+                # said about a key; ours is scrubbed and names the cause.
+                raise error
+            if failure is not None:
                 await asyncio.sleep(delay)
                 continue
             balancer.release(replica, ok=True)
@@ -417,7 +434,7 @@ class OpenAIBackend:
         return request
 
     def _classify(self, exc: Exception) -> Failure | None:
-        scrub = self.config.api_key.scrub if self.config.api_key else str
+        scrub = self.config.scrub
         if isinstance(exc, openai.APITimeoutError):
             return Failure(cause=f"timeout: no answer within {self.config.timeout:g}s")
         if isinstance(exc, openai.APIConnectionError):

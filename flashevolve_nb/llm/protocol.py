@@ -12,6 +12,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from flashevolve_nb.errors import FlashEvolveError
+
 __all__ = [
     "LLM",
     "Completion",
@@ -58,7 +60,7 @@ class Completion:
     model: str = ""
 
 
-class LLMError(RuntimeError):
+class LLMError(FlashEvolveError, RuntimeError):
     """A backend could not produce an answer (after its own retries)."""
 
 

@@ -10,13 +10,15 @@ the value, and only the code that builds the client calls it.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from typing import NoReturn
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-__all__ = ["Secret", "redact_url"]
+__all__ = ["Secret", "credentials_of", "is_credential_header", "redact_url", "scrub_all"]
 
 _MASK = "***"
 
@@ -79,6 +81,53 @@ class Secret:
             "a Secret is not pickled, so it cannot leak into a file; pass the name of "
             "the environment variable that holds it instead"
         )
+
+
+_CREDENTIAL_HEADER = re.compile(
+    r"(authorization|api[-_]?key|cookie|token|secret|password|credential|signature)", re.I
+)
+
+
+def is_credential_header(name: str) -> bool:
+    """Whether an HTTP header of this name carries a credential (``Authorization``,
+    ``Proxy-Authorization``, ``api-key``, ``X-Api-Key``, ``Cookie``, ``X-Auth-Token``...)."""
+    return bool(_CREDENTIAL_HEADER.search(name))
+
+
+def credentials_of(headers: Mapping[str, str], urls: Iterable[str] = ()) -> tuple[Secret, ...]:
+    """The secrets in credential-bearing ``headers`` and in the userinfo of ``urls``.
+
+    A header value ``Scheme token`` gives the token as well as the whole value,
+    so that either is scrubbed wherever it is echoed. A URL's password is a
+    secret, and so is its user name when it is long enough to be a token (a
+    short one such as ``admin`` would scrub ordinary words).
+    """
+    found: list[str] = []
+    for name, value in headers.items():
+        if is_credential_header(str(name)) and isinstance(value, str):
+            found.append(value)
+            _, _, token = value.strip().partition(" ")
+            found.append(token.strip())
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.password:
+            found.append(parts.password)
+            found.append(unquote(parts.password))
+            # as sent: an Authorization: Basic header a server may echo
+            basic = f"{unquote(parts.username or '')}:{unquote(parts.password)}"
+            found.append(base64.b64encode(basic.encode()).decode())
+        if parts.username and len(parts.username) >= 8:
+            found.append(parts.username)
+    # Longest first: a value that contains another is scrubbed whole.
+    values = sorted({v for v in found if len(v) >= 4}, key=len, reverse=True)
+    return tuple(Secret(v) for v in values)
+
+
+def scrub_all(text: str, secrets: Iterable[Secret]) -> str:
+    """``text`` with every value of ``secrets`` replaced by ``***``."""
+    for secret in secrets:
+        text = secret.scrub(text)
+    return text
 
 
 def redact_url(url: str) -> str:

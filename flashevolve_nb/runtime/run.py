@@ -20,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable, Generator, Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -31,6 +33,8 @@ from flashevolve_nb.engine.items import WorkItem
 from flashevolve_nb.engine.pipeline import Pipeline
 from flashevolve_nb.engine.result import RunResult
 from flashevolve_nb.engine.staleness import StalenessPolicy, policy_names
+from flashevolve_nb.errors import FlashEvolveError
+from flashevolve_nb.runtime.history import Probe, RunHistory
 from flashevolve_nb.runtime.loop import LoopHost
 from flashevolve_nb.runtime.snapshot import QueuedItem, RunSnapshot
 from flashevolve_nb.runtime.tap import EventBatch, EventTap
@@ -51,7 +55,7 @@ log = logging.getLogger("flashevolve_nb.runtime")
 _ENDED = ("finished", "failed", "cancelled")
 
 
-class RunEnded(RuntimeError):
+class RunEnded(FlashEvolveError, RuntimeError):
     """A control was asked of a run that has already ended."""
 
 
@@ -84,6 +88,10 @@ class Run:
         self._own_loop = own_loop
         self._tap = EventTap()
         pipeline.bus.subscribe(self._tap)
+        self.history = RunHistory([s.name for s in pipeline.stages], probe=self._probe)
+        """The run as the dashboard shows it, from its first event (any thread may read)."""
+        pipeline.bus.subscribe(self.history)
+        pipeline.pool.listeners.append(self.history.pool_changed)
         self._t0 = time.monotonic()
         self._t1: float | None = None
         self._stop_requested = ""
@@ -108,6 +116,15 @@ class Run:
             close = getattr(self.store, "close", None)
             if callable(close):
                 close()
+
+    def _probe(self) -> Probe:
+        # Called by the history inside emit, on the run's loop: reading is safe here.
+        p = self.pipeline
+        return Probe(
+            workers={s.name: s.target_workers for s in p.stages},
+            queued={s.name: len(s.queue) for s in p.stages},
+            depth=p.depth,
+        )
 
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
@@ -191,7 +208,9 @@ class Run:
         ``controller=False`` leaves out the controller's own snapshot, which can
         cost as much as the rest (a dashboard not showing it skips it).
         """
-        return self._host.call(lambda: self._snapshot_now(controller))
+        asked = time.monotonic()
+        snap = self._host.call(lambda: self._snapshot_now(controller))
+        return dataclasses.replace(snap, answer_seconds=time.monotonic() - asked)
 
     def _snapshot_now(self, with_controller: bool = True) -> RunSnapshot:
         p = self.pipeline
@@ -199,7 +218,13 @@ class Run:
         version = ps.pool.version
         queued = tuple(
             QueuedItem(
-                s.name, i.id, i.step, i.artifact.id, i.base_version, version - i.base_version
+                s.name,
+                i.id,
+                i.step,
+                i.artifact.id,
+                i.base_version,
+                version - i.base_version,
+                str(i.artifact.origin),
             )
             for s in p.stages
             for i in s.queue.items()
@@ -231,6 +256,9 @@ class Run:
             controller=ctrl_view,
             controller_params=getattr(ctrl, "params", None),
             controller_enabled=getattr(ctrl, "enabled", None),
+            held=dict(ctrl.held) if ctrl is not None else {},
+            speculation=p.speculation.snapshot(),
+            partial_stages=tuple(p.speculation.partial_stages),
         )
 
     def events_since(self, seq: int) -> EventBatch:
@@ -278,8 +306,36 @@ class Run:
     def resume(self, stage: str | None = None) -> None:
         self._control(lambda: self.pipeline.resume(stage))
 
-    def set_workers(self, stage: str, n: int) -> None:
-        self._control(lambda: self.pipeline.set_workers(stage, n))
+    def set_workers(self, stage: str, n: int, *, hold: bool = True) -> None:
+        """Give ``stage`` ``n`` workers now.
+
+        With ``hold`` (the default) the adaptive controller leaves that count as
+        it is until :meth:`release_workers`: a person's setting is not undone by
+        the next decision.
+        """
+        p = self.pipeline
+
+        def do() -> None:
+            p.set_workers(stage, n)
+            if hold:
+                p.controller.hold(stage, n)
+
+        self._control(do)
+
+    def release_workers(self, stage: str) -> bool:
+        """Hand ``stage``'s worker count back to the adaptive controller; False if not held."""
+        p = self.pipeline
+        p.stage(stage)  # an unknown stage is an error, not a silent False
+        return self._control(lambda: p.controller.release(stage))
+
+    def set_alpha(self, stage: str, alpha: float) -> None:
+        """Speculative completion: ``stage`` hands its output on once ``alpha`` (0 < alpha
+        <= 1) of its requests are in; 1 waits for all of them."""
+        self._control(lambda: self.pipeline.speculation.set_alpha(stage, alpha))
+
+    def set_speculative_validation(self, on: bool) -> None:
+        """Admit candidates on a validation prefix (confirmed or rolled back later)."""
+        self._control(lambda: self.pipeline.speculation.set_validation(on))
 
     def set_depth(self, depth: int) -> None:
         """How many evolution steps may be in flight at once."""
@@ -342,6 +398,7 @@ class Run:
                 note=note or "written by a person",
             )
             p.submit(art)
+            self.history.note_artifact(art)  # the views show it before any admission
             return art
 
         return self._control(do)
@@ -369,7 +426,10 @@ class Run:
                 created_at=p.clock.now(),
                 note=note or "edited by a person in a queue",
             )
-            return art if p.replace_item(item_id, art) else None
+            if not p.replace_item(item_id, art):
+                return None
+            self.history.note_artifact(art)
+            return art
 
         return self._control(do)
 
@@ -402,10 +462,21 @@ class Run:
 
     # ---- showing ---------------------------------------------------------------
     def dashboard(self, **options: Any) -> Dashboard:
-        """The live dashboard of this run (ipywidgets + plotly); display it in a cell."""
-        from flashevolve_nb.ui import Dashboard
+        """The dashboard of this run, live while it runs; display it in a cell.
 
-        return Dashboard(self, **options)
+        It shows the whole run from its first event however late it is opened,
+        and keeps working while a cell runs (looking around never needs the
+        kernel). ``interval`` sets its refresh period (0.25 s).
+        """
+        from flashevolve_nb.ui import Dashboard, LiveSource
+
+        return Dashboard(LiveSource(self), **options)
+
+    def report(self, path: str | os.PathLike[str]) -> Path:
+        """Write the dashboard's view of this run as one self-contained HTML file."""
+        from flashevolve_nb.ui import LiveSource, write_report
+
+        return write_report(LiveSource(self).model(), path)
 
     def __repr__(self) -> str:
         try:

@@ -31,6 +31,8 @@ class QueuedItem:
     base_version: int
     staleness: int
     """Pool versions the item has not seen, now."""
+    origin: str = ""
+    """Its artifact's origin (``human`` for a person's submission or edit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,14 @@ class RunSnapshot:
     """The adaptive controller's own snapshot (what it saw and did last), if any."""
     controller_params: Any = None
     controller_enabled: bool | None = None
+    held: Mapping[str, int] = field(default_factory=dict)
+    """Stages held at a person's worker count (the controller leaves them)."""
+    speculation: Any = None
+    """The speculation's own snapshot (alpha per stage, speculative validation on/off)."""
+    partial_stages: tuple[str, ...] = ()
+    """Stages that can hand their output on early (alpha below 1 applies to them)."""
+    answer_seconds: float = 0.0
+    """Real seconds the run's loop took to answer for this snapshot (a busy loop lags)."""
 
     @property
     def sim_seconds(self) -> float:

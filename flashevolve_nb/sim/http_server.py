@@ -35,12 +35,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from flashevolve_nb.clock import Clock
+from flashevolve_nb.errors import FlashEvolveError
 from flashevolve_nb.llm.protocol import Completion
 from flashevolve_nb.sim.backend import MODEL_NAME, Simulator
 from flashevolve_nb.sim.errors import RateLimited
 from flashevolve_nb.sim.faults import FaultKind, FaultPlan, FaultRates
 
-__all__ = ["HOST", "PortInUse", "Recorded", "ServerCounters", "SimHTTPServer"]
+__all__ = ["HOST", "PortInUse", "Recorded", "ServerCounters", "SimHTTPServer", "SimPortInUse"]
 
 HOST = "127.0.0.1"
 _MAX_BODY = 16 * 1024 * 1024
@@ -57,8 +58,12 @@ _REASONS = {
 }
 
 
-class PortInUse(OSError):
-    """Another process listens on the port asked for."""
+class SimPortInUse(FlashEvolveError, OSError):
+    """Another process listens on the port asked for (``flashevolve sim-server``)."""
+
+
+PortInUse = SimPortInUse
+"""The earlier name, kept for existing imports."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +196,7 @@ class SimHTTPServer:
             )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise PortInUse(
+                raise SimPortInUse(
                     exc.errno,
                     f"port {self.port} on {HOST} is already in use; pick another port, "
                     "or 0 for any free one",

@@ -35,6 +35,9 @@ session, LLM usage per role, and the progress counters. Guarantees:
 - Events are committed once per turn of the event loop; a killed process
   loses at most its last turn's events, never an admission.
 - Pool versions are unique in the store (a unique index refuses a repeat).
+- How far the pool log was committed is also noted outside the database
+  (``run.durable``): a damaged write-ahead log that lost reported admissions
+  is refused (``CorruptRunDir``) instead of resumed, and left untouched.
 - A directory is never overwritten: a foreign, damaged, newer-format or
   busy directory, or an existing run without ``resume``, raises a
   :class:`RunDirError` (a ValueError) before anything is changed.

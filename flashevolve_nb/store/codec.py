@@ -35,7 +35,9 @@ __all__ = [
 ]
 
 _ARTIFACT = "$artifact"
-_SECRET_NAME = re.compile(r"(api_?key|secret|password|passwd|token|auth|credential)", re.I)
+_SECRET_NAME = re.compile(
+    r"(api[-_]?key|secret|password|passwd|token|auth|credential|cookie|signature)", re.I
+)
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.I)
 
 

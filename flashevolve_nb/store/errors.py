@@ -19,6 +19,8 @@ anything in it was changed.
 
 from __future__ import annotations
 
+from flashevolve_nb.errors import FlashEvolveError
+
 __all__ = [
     "CorruptRunDir",
     "ForeignRunDir",
@@ -31,7 +33,7 @@ __all__ = [
 ]
 
 
-class RunDirError(ValueError):
+class RunDirError(FlashEvolveError, ValueError):
     """The run directory cannot hold or give this run; nothing in it was changed."""
 
 
@@ -59,5 +61,5 @@ class IncompatibleRun(RunDirError):
     """The stored run cannot continue with this workload (other name or validation set)."""
 
 
-class RunStoreError(RuntimeError):
+class RunStoreError(FlashEvolveError, RuntimeError):
     """Writing to the run store failed during a run; the run was stopped."""

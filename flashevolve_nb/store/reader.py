@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from flashevolve_nb.engine.artifact import Artifact
 from flashevolve_nb.engine.bus import events_frame
 from flashevolve_nb.engine.events import Event, RunStarted
-from flashevolve_nb.engine.pool import Pool, PoolSnapshot
+from flashevolve_nb.engine.pool import Pool, PoolChange, PoolEntry, PoolSnapshot
 from flashevolve_nb.engine.result import RunResult
 from flashevolve_nb.engine.stats import RunStats, StatsCollector
 from flashevolve_nb.store.errors import RunDirError
@@ -28,6 +28,8 @@ from flashevolve_nb.store.schema import RunLock, StoreMeta, inspect_dir, open_re
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from flashevolve_nb.ui import Dashboard
 
 __all__ = ["Session", "StoredRun", "open_run"]
 
@@ -128,6 +130,42 @@ class StoredRun:
             "ORDER BY seq",
             self._conn,
         )
+
+    def pool_changes(self) -> tuple[tuple[PoolChange, PoolEntry], ...]:
+        """Every pool change in order, with the entry it made (what a pool listener saw)."""
+        artifacts = ArtifactLookup(self._conn)
+        rows = self._conn.execute(
+            "SELECT change, version, artifact_id, scores, speculative, t FROM pool_log ORDER BY seq"
+        ).fetchall()
+        entries: dict[str, PoolEntry] = {}
+        out: list[tuple[PoolChange, PoolEntry]] = []
+        for change, v, aid, scores, speculative, t in rows:
+            old = entries.get(aid)
+            measured = tuple(json.loads(scores))
+            if change == "confirm" and old is not None:
+                entry = PoolEntry(old.artifact, measured, old.version, old.admitted_at)
+            elif change == "remove" and old is not None:
+                entry = old
+            else:
+                entry = PoolEntry(artifacts[aid], measured, v, t, bool(speculative))
+            entries[aid] = entry
+            out.append((change, entry))
+        return tuple(out)
+
+    def dashboard(self, *, replay: bool = False) -> Dashboard:
+        """This stored run in the dashboard (read-only); ``replay=True`` opens it at the
+        start with play / pause / scrub controls, to show it step by step."""
+        from flashevolve_nb.ui import Dashboard
+        from flashevolve_nb.ui.source import RecordedSource
+
+        return Dashboard(RecordedSource.from_stored(self, replay=replay), autostart=False)
+
+    def report(self, path: str | os.PathLike[str]) -> Path:
+        """Write the dashboard of this run as one self-contained HTML file."""
+        from flashevolve_nb.ui.report import write_report
+        from flashevolve_nb.ui.source import RecordedSource
+
+        return write_report(RecordedSource.from_stored(self).model(), path)
 
     def artifact(self, artifact_id: str) -> Artifact:
         """Any artifact the run admitted or an event showed (a stale or repaired one...)."""

@@ -40,6 +40,7 @@ __all__ = [
     "inspect_dir",
     "open_reader",
     "open_writer",
+    "record_durable",
 ]
 
 DB_NAME = "run.sqlite"
@@ -47,8 +48,12 @@ LOCK_NAME = "run.lock"
 FORMAT = "flashevolve_nb.run"
 FORMAT_VERSION = 1
 APPLICATION_ID = 0x46455652  # "FEVR"
+DURABLE_NAME = "run.durable"
 _CREATING = DB_NAME + ".creating"
-_OURS = {DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", LOCK_NAME, _CREATING}
+_OURS = {
+    DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", LOCK_NAME, _CREATING, DURABLE_NAME,
+    DURABLE_NAME + ".tmp",
+}  # fmt: skip
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -203,8 +208,61 @@ def _quick_check(conn: sqlite3.Connection, db: Path) -> None:
         raise CorruptRunDir(f"{db} failed SQLite's integrity check ({shown}); left untouched")
 
 
+def record_durable(run_dir: Path, conn: sqlite3.Connection) -> None:
+    """Note, outside the database and its WAL, how far the committed pool log reaches.
+
+    Called after every pool change is committed. A WAL damaged later (a bad disk,
+    a stray write) makes SQLite drop every commit from the damage on without a
+    word; :func:`open_reader` compares the store with this note and refuses it.
+    """
+    changes, version = conn.execute(
+        "SELECT count(*), coalesce(max(version), 0) FROM pool_log"
+    ).fetchone()
+    tmp = run_dir / (DURABLE_NAME + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump({"pool_changes": int(changes), "pool_version": int(version)}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, run_dir / DURABLE_NAME)
+
+
+def _read_durable(db: Path) -> tuple[int, int] | None:
+    try:
+        data = json.loads((db.parent / DURABLE_NAME).read_text())
+        return int(data["pool_changes"]), int(data["pool_version"])
+    except FileNotFoundError:
+        return None  # a store from before the note, or no pool change yet
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CorruptRunDir(
+            f"{db.parent / DURABLE_NAME} (how far {db.name} was committed) is unreadable "
+            f"({exc!r}); the run was left untouched"
+        ) from None
+
+
+def _check_durable(conn: sqlite3.Connection, db: Path, noted: tuple[int, int] | None) -> None:
+    if noted is None:
+        return
+    try:
+        changes, version = conn.execute(
+            "SELECT count(*), coalesce(max(version), 0) FROM pool_log"
+        ).fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise CorruptRunDir(f"{db} is damaged ({exc}); it was left untouched") from None
+    if changes < noted[0] or version < noted[1]:
+        raise CorruptRunDir(
+            f"{db} holds {changes} pool changes up to version {version}, but {noted[0]} up to "
+            f"version {noted[1]} were committed: its write-ahead log ({db.name}-wal) is "
+            "damaged and admissions that were reported durable are missing. The run was left "
+            "untouched; restore the directory from a backup, or read what is left with a "
+            "copy of it"
+        )
+
+
 def open_reader(db: Path) -> tuple[sqlite3.Connection, StoreMeta]:
     """A read-only connection to a checked store (safe while a writer runs)."""
+    # The note first: a writer commits before it writes the note, so the store read
+    # after it is never behind it unless something was lost.
+    noted = _read_durable(db)
     try:
         conn = sqlite3.connect(
             f"{db.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
@@ -214,6 +272,7 @@ def open_reader(db: Path) -> tuple[sqlite3.Connection, StoreMeta]:
     try:
         info = _check_identity(conn, db)
         _quick_check(conn, db)
+        _check_durable(conn, db, noted)
     except BaseException:
         conn.close()
         raise

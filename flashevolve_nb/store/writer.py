@@ -54,6 +54,7 @@ from flashevolve_nb.store.schema import (
     inspect_dir,
     open_reader,
     open_writer,
+    record_durable,
 )
 
 if TYPE_CHECKING:
@@ -156,6 +157,14 @@ class RunStore:
         if self._broken is not None:
             raise RunStoreError(f"the run store is broken ({self._broken}); the run is stopping")
         self._write(durable=True, change=(change, entry))
+        with self._mutex:
+            try:
+                record_durable(self.run_dir, self._conn)
+            except (OSError, sqlite3.Error) as exc:
+                self._break(exc)
+                raise RunStoreError(
+                    f"could not note the pool's progress in {self.run_dir}: {exc}"
+                ) from exc
 
     # ---- writing ------------------------------------------------------------
     def flush(self) -> None:

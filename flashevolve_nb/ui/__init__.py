@@ -1,18 +1,15 @@
-"""The notebook dashboard (ipywidgets + plotly): ``run.dashboard()``.
+"""The notebook dashboard: ``run.dashboard()``, ``open_run(dir).dashboard()``, ``replay(result)``.
 
 The only part of flashevolve_nb that imports Jupyter modules; nothing else
-imports it. It reads ``Run.snapshot()`` and events, and acts only through
-``Run`` methods.
+imports it. One anywidget (front-end sources in ``widgets/``, the built
+bundle in ``static/``) renders a model of the run in the browser; Python
+keeps that model and answers the page's commands through ``Run`` methods.
 """
 
 from __future__ import annotations
 
-# plotly imports pandas lazily, from whichever thread first builds a figure;
-# the dashboard's refresher thread doing so while a cell imports pandas left
-# the cell with a half-initialised module. Import it here, on the thread that
-# calls run.dashboard(), before any refresher exists.
-import pandas  # noqa: F401
-
 from flashevolve_nb.ui.dashboard import Dashboard
+from flashevolve_nb.ui.report import write_report
+from flashevolve_nb.ui.source import LiveSource, RecordedSource, replay
 
-__all__ = ["Dashboard"]
+__all__ = ["Dashboard", "LiveSource", "RecordedSource", "replay", "write_report"]

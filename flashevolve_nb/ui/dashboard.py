@@ -1,12 +1,16 @@
-"""``run.dashboard()``: one widget to watch and steer a run.
+"""``run.dashboard()``: one client-side widget to watch and steer a run.
 
-Threads (see notes/jupyter-async.md): the run's loop never waits for the UI.
-One refresher thread per dashboard samples ``run.snapshot()`` and the new
-events a few times per second and writes the widgets, only what changed, one
-message per widget. Widget callbacks (a person's clicks) arrive on the
-kernel's thread; they only call ``Run`` methods, write their own status line,
-and poke the refresher so that the result shows at once. When the run has
-ended the refresher stops, and a poke redraws in the caller's thread.
+The page renders everything from one model (``widgets/PROTOCOL.md``): the
+``archive`` trait (the whole run so far; what a saved notebook keeps) and a
+``tick`` message a few times per second (the new snapshot plus what the
+run's history appended). Looking around (tabs, selection, filters, zoom,
+replay) happens in the browser and never waits for the kernel; only steering
+comes back, as a ``cmd`` message answered with an ``ack``.
+
+Threads (see notes/jupyter-async.md): the run's loop never waits for the
+page. One refresher thread per dashboard samples the run and sends ticks;
+commands arrive on the kernel's thread (or a subshell's) and only call
+``Run`` methods. A lock orders what is sent, so the page sees ticks in order.
 """
 
 from __future__ import annotations
@@ -14,198 +18,239 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Protocol
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
 
-import ipywidgets as w
+import anywidget
+import traitlets
 
-from flashevolve_nb.runtime.run import Run
-from flashevolve_nb.ui.controls import ControlsView
-from flashevolve_nb.ui.editor import EditorView
-from flashevolve_nb.ui.eventlog import EventLogView
-from flashevolve_nb.ui.header import HeaderView
-from flashevolve_nb.ui.html import esc
-from flashevolve_nb.ui.pool import PoolView
-from flashevolve_nb.ui.stages import StagesView
-from flashevolve_nb.ui.staleness import StalenessView
-from flashevolve_nb.ui.sync import EchoGuard, assign
-from flashevolve_nb.ui.tick import Tick
+from flashevolve_nb.runtime.history import HistoryCursor
+from flashevolve_nb.ui.source import Source
 
-__all__ = ["Dashboard"]
+__all__ = ["Dashboard", "bundle"]
 
 log = logging.getLogger("flashevolve_nb.ui")
 
 MIN_GAP = 0.1
-"""Real seconds between two refreshes at least, however often pokes come."""
+"""Real seconds between two ticks at least, however often pokes come."""
+
+ARCHIVE_EVERY = 60.0
+"""Real seconds between two archive updates while a run goes on (a notebook saved
+mid-run keeps at most this much less than the page showed)."""
+
+_MISSING = """
+export default { render({ el }) {
+  const p = document.createElement("pre");
+  p.textContent = %r;
+  el.appendChild(p);
+} };
+"""
 
 
-class _View(Protocol):
-    widget: Any
+def bundle(name: str) -> str:
+    """A built front-end file from ``flashevolve_nb/ui/static`` ("" if it is not there)."""
+    path = resources.files("flashevolve_nb.ui").joinpath("static", name)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
 
-    def update(self, tick: Tick) -> None: ...
+
+def _esm() -> str:
+    js = bundle("dashboard.js")
+    if js:
+        return js
+    return _MISSING % (
+        "The dashboard's front-end bundle is missing from this installation "
+        "(flashevolve_nb/ui/static/dashboard.js). In a source checkout, build it: "
+        "cd widgets && npm ci && npm run build"
+    )
 
 
-class Dashboard:
-    """The live view of one run. Display it in a cell (it is the ``widget``).
+class Dashboard(anywidget.AnyWidget):
+    """The dashboard of one run, live or stored. Display it in a cell.
 
-    ``interval`` is the refresh period in seconds (4 Hz by default). With
-    ``autostart=False`` nothing refreshes by itself: call :meth:`refresh`
-    (tests do, to step the view deterministically).
+    ``interval`` is the refresh period in real seconds (4 Hz by default). With
+    ``autostart=False`` nothing refreshes by itself: call :meth:`refresh` (tests
+    do, to step the view deterministically).
     """
 
-    def __init__(self, run: Run, *, interval: float = 0.25, autostart: bool = True) -> None:
+    _esm = traitlets.Unicode(_esm()).tag(sync=True)
+    _css = traitlets.Unicode(bundle("dashboard.css")).tag(sync=True)
+    archive = traitlets.Dict().tag(sync=True)
+    """The whole model (PROTOCOL.md): set at creation, at the end, and now and then."""
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        interval: float = 0.25,
+        autostart: bool = True,
+        archive_every: float = ARCHIVE_EVERY,
+    ) -> None:
         if not interval > 0:
             raise ValueError(f"interval must be > 0 seconds (got {interval!r})")
-        self.run = run
+        super().__init__()
+        self.source = source
         self.interval = interval
-        self.guard = EchoGuard()
+        self.archive_every = archive_every
+        self.messages = 0
+        """Comm messages sent to the page (ticks, full models, acks, archive updates)."""
         self.refreshes = 0
-        self._lock = threading.RLock()
+        self._fe_lock = threading.RLock()
         self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._seq = 0
-        self._full = True
-        self._full_tab: int | None = None
-        self._ui_errors: dict[str, int] = {}
-
-        self.header = HeaderView(run, self.poke)
-        self.stages = StagesView(run, self.guard, self.poke)
-        self.staleness = StalenessView(self.guard, self.poke)
-        self.pool = PoolView()
-        self.editor = EditorView(run, self.guard, self.poke)
-        self.controls = ControlsView(run, self.guard, self.poke)
-        self.log = EventLogView(self.guard, self.poke)
-        self._views: list[tuple[str, _View]] = [
-            ("pipeline", self.stages),
-            ("staleness", self.staleness),
-            ("pool", self.pool),
-            ("editor", self.editor),
-            ("controls", self.controls),
-            ("events", self.log),
-        ]
-        self.tabs = w.Tab(
-            children=[v.widget for _, v in self._views], titles=[n for n, _ in self._views]
-        )
-        self.tabs.observe(self._tab_changed, names="selected_index")
-        self.problem = w.HTML()
-        self.widget = w.VBox([self.header.widget, self.problem, self.tabs])
-        self.refresh()
-        if autostart:
+        self._halt = threading.Event()
+        self._refresher: threading.Thread | None = None
+        self._cursor = HistoryCursor()
+        self._tick = 0
+        self._last_snapshot: dict[str, Any] | None = None
+        self._sync_wanted = False
+        self._archived_at = 0.0
+        self._final = False
+        self._problems: dict[str, int] = {}
+        self.on_msg(self._on_msg)
+        self._write_archive()
+        if source.done:
+            self._final = True
+        elif autostart:
             self.start()
 
-    # ---- refreshing ---------------------------------------------------------------
-    def show(self, tab: str) -> None:
-        """Switch to the tab named ``tab`` (``pipeline``, ``staleness``, ``pool``...)."""
-        names = [n for n, _ in self._views]
-        if tab not in names:
-            raise ValueError(f"no tab {tab!r}; tabs: {names}")
-        self.tabs.selected_index = names.index(tab)
+    # ---- the model -------------------------------------------------------------------
+    def model(self) -> dict[str, Any]:
+        """The whole model now (what ``archive`` holds after the next archive update)."""
+        with self._fe_lock:
+            return self._full()
 
-    def _tab_changed(self, change: dict[str, Any]) -> None:
-        self._full_tab = change["new"]
-        self.poke()
+    def _full(self) -> dict[str, Any]:
+        snap = self.source.snapshot_json()
+        hist, self._cursor = self.source.history.full()
+        self._last_snapshot = snap
+        return {"v": 1, "tick": self._tick, "meta": self.source.meta(), "snapshot": snap, **hist}
+
+    def _write_archive(self) -> None:
+        with self._fe_lock:
+            self.archive = self._full()
+            self.messages += 1
+            self._archived_at = time.monotonic()
 
     def refresh(self) -> None:
-        """Bring every visible part up to date now (only what changed is sent)."""
-        with self._lock:
-            try:
-                showing = self._views[self.tabs.selected_index or 0][1]
-                snap = self.run.snapshot(controller=showing is self.controls)
-                batch = self.run.events_since(self._seq)
-            except Exception as exc:
-                self._problem("reading the run", exc)
-                return
-            self._seq = batch.next_seq
-            full, self._full = self._full, False
-            fresh_tab, self._full_tab = self._full_tab, None
-            selected = self.tabs.selected_index
-            now = time.monotonic()
-            with self.guard.writing():
-                self._update("header", self.header, Tick(snap, batch.events, now, True, full))
-                for i, (name, view) in enumerate(self._views):
-                    tick = Tick(snap, batch.events, now, i == selected, full or i == fresh_tab)
-                    self._update(name, view, tick)
-            self.refreshes += 1
-
-    def _update(self, name: str, view: _View, tick: Tick) -> None:
-        try:
-            view.update(tick)
-        except Exception as exc:
-            self._problem(f"the {name} view", exc)
-
-    def _problem(self, where: str, exc: Exception) -> None:
-        # A view's bug must not stop the others; say it once, keep refreshing.
-        text = f"{where}: {type(exc).__name__}: {exc}"
-        if text not in self._ui_errors:
-            log.warning("dashboard of run %r: %s", self.run.name, text, exc_info=exc)
-        self._ui_errors[text] = self._ui_errors.get(text, 0) + 1
-        shown = "".join(f"<li>{esc(t)} (×{n})</li>" for t, n in list(self._ui_errors.items())[-3:])
-        with self.guard.writing():
-            assign(
-                self.problem,
-                value=f'<div style="color:#c62828">dashboard problem:<ul>{shown}</ul></div>',
+        """Send the page what changed since the last refresh (nothing if nothing did)."""
+        with self._fe_lock:
+            ended = self.source.done
+            if self._sync_wanted:
+                self._sync_wanted = False
+                self._post({"type": "full", "model": self._full()})
+            snap = self.source.snapshot_json()
+            delta, cursor = self.source.history.delta(self._cursor)
+            moved = (
+                snap != self._last_snapshot
+                or any(delta[k] for k in ("events", "pool", "stories", "artifacts"))
+                or bool(delta["series"]["t"])
             )
+            if moved:
+                self._tick += 1
+                self._post({"type": "tick", "tick": self._tick, "prev": self._tick - 1,
+                            "snapshot": snap, **delta})  # fmt: skip
+                self._cursor = cursor
+                self._last_snapshot = snap
+            self.refreshes += 1
+            if ended and not self._final:
+                # The final word: what a saved notebook keeps, and what a reopened page shows.
+                self._final = True
+                self._write_archive()
+            elif not ended and time.monotonic() - self._archived_at > self.archive_every:
+                self._write_archive()
 
+    def _post(self, content: dict[str, Any]) -> None:
+        self.send(content)
+        self.messages += 1
+
+    # ---- the page's messages -----------------------------------------------------------
+    def _on_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, Mapping):
+            return
+        kind = content.get("type")
+        if kind == "sync":
+            with self._fe_lock:
+                if self._refresher is not None and self._refresher.is_alive():
+                    self._sync_wanted = True
+                else:
+                    self._post({"type": "full", "model": self._full()})
+            self.poke()
+        elif kind == "cmd":
+            ack = self.source.command(str(content.get("cmd", "")), content.get("args") or {})
+            with self._fe_lock:
+                self._post({"type": "ack", "id": content.get("id"), **ack})
+            self.poke()
+
+    # ---- refreshing ----------------------------------------------------------------------
     def poke(self) -> None:
-        """Refresh soon (a person just acted): wake the refresher, or refresh here
-        when there is none (it stops once the run has ended)."""
-        t = self._thread
+        """Refresh soon (a person just acted); refresh here when no refresher runs."""
+        t = self._refresher
         if t is not None and t.is_alive():
             self._wake.set()
         elif threading.current_thread() is not t:
-            self.refresh()
+            self._refresh_safely()
 
     def start(self) -> None:
-        """Start the refresher thread (``Dashboard`` does unless ``autostart=False``)."""
-        if self._thread is not None and self._thread.is_alive():
+        """Start the refresher thread (done for you unless ``autostart=False``)."""
+        if self._refresher is not None and self._refresher.is_alive():
             return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._loop, name=f"flashevolve-dashboard-{self.run.name}", daemon=True
+        self._halt.clear()
+        self._refresher = threading.Thread(
+            target=self._loop, name=f"flashevolve-dashboard-{self.source.name}", daemon=True
         )
-        self._thread.start()
+        self._refresher.start()
 
     def _loop(self) -> None:
         last = 0.0
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
-            if self._stop.is_set():
+            if self._halt.is_set():
                 return
             gap = time.monotonic() - last
             if gap < MIN_GAP:
                 time.sleep(MIN_GAP - gap)
             last = time.monotonic()
-            ended = self.run.done
-            try:
-                self.refresh()
-            except Exception as exc:  # never a silent death of the refresher
-                self._problem("refreshing", exc)
-            if ended:
-                return  # that refresh showed the final state
+            self._refresh_safely()
+            if self._final:
+                return
+
+    def _refresh_safely(self) -> None:
+        try:
+            self.refresh()
+        except Exception as exc:  # never a silent death of the refresher
+            text = f"{type(exc).__name__}: {exc}"
+            if text not in self._problems:
+                log.warning("dashboard of %r: %s", self.source.name, text, exc_info=exc)
+            self._problems[text] = self._problems.get(text, 0) + 1
+
+    @property
+    def problems(self) -> Mapping[str, int]:
+        """Errors the refresher met (text -> times); it keeps going after each."""
+        return dict(self._problems)
 
     def stop(self) -> None:
-        """Stop refreshing (the widgets stay as they are)."""
-        self._stop.set()
+        """Stop refreshing (the page keeps what it has)."""
+        if not hasattr(self, "_halt"):
+            return  # closed before it was built (ipywidgets closes in __del__)
+        self._halt.set()
         self._wake.set()
-        t = self._thread
+        t = self._refresher
         if t is not None and t is not threading.current_thread():
             t.join(timeout=5.0)
 
     def close(self) -> None:
-        """Stop refreshing and close every widget of the dashboard."""
         self.stop()
-        _close(self.widget)
+        super().close()
 
-    # ---- display ------------------------------------------------------------------
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+    def report(self, path: str | Any) -> Any:
+        """Write this view as one self-contained HTML file (no kernel, no network needed)."""
+        from flashevolve_nb.ui.report import write_report
+
+        return write_report(self.model(), path)
 
     def __repr__(self) -> str:
-        return f"<Dashboard of run {self.run.name!r}; display it in a notebook cell>"
-
-
-def _close(widget: Any) -> None:
-    for child in getattr(widget, "children", ()):
-        _close(child)
-    widget.close()
+        return f"<Dashboard of {self.source.name!r}; display it in a notebook cell>"

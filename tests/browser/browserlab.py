@@ -116,6 +116,10 @@ def _quiet_settings(settings: Path) -> None:
     (d / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False})
     )
+    # Save widget state with the notebook, as a person who shares notebooks turns on.
+    w = settings / "@jupyter-widgets" / "jupyterlab-manager"
+    w.mkdir(parents=True, exist_ok=True)
+    (w / "plugin.jupyterlab-settings").write_text(json.dumps({"saveState": True}))
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:

@@ -1,9 +1,14 @@
-"""The quickstart notebook in a real JupyterLab and chromium, steered as a person would.
+"""The quickstart notebook in a real JupyterLab and chromium, used as a person would.
 
 Open ``notebooks/01_quickstart.ipynb`` (a copy, made to run long enough to act
-on), run every cell, see the dashboard render, pause one stage with its own
-button and see it stop while the run goes on, resume it and see it move, stop
-the run from the dashboard and see the notebook finish without an error.
+on) and ``Run All``: the kernel is then busy on ``result = await run`` for the
+whole interaction. See the dashboard render; switch every tab and see each draw
+current data; pause one stage with its own button and see it stop while the
+run goes on, resume it; submit an edited artifact (with hostile markup in it)
+and find it in the lineage view, its markup shown as text and never run; stop
+the run from the dashboard and see the notebook finish; save it, reopen it
+with a kernel that ran nothing and see the final view; open ``run.report()``'s
+HTML file with no kernel at all.
 
 Waits are polls with generous bounds (a loaded 2-core machine runs JupyterLab,
 the kernel, the run and chromium at once); nothing here asserts a speed.
@@ -131,17 +136,17 @@ def dismiss_news(page: Any) -> None:
 
 
 def count(page: Any, stage: str) -> int:
-    return int(page.locator(f".fe-stage-{stage} .fe-processed-count").inner_text().strip())
+    return int(page.locator(f".fe-stage-{stage} .fe-processed-count").first.inner_text().strip())
 
 
 def busy(page: Any, stage: str) -> int:
-    text = page.locator(f".fe-stage-{stage} .fe-busy").inner_text()
+    text = page.locator(f".fe-stage-{stage} .fe-busy").first.inner_text()
     return int(text.split("/")[0])
 
 
 def sim_minutes(page: Any) -> float:
-    text = page.locator(".fe-figures").inner_text()
-    m = re.search(r"([\d.]+) (?:simulated )?min", text)
+    text = page.locator(".fe-figures").first.inner_text()
+    m = re.search(r"([\d.]+)\s+(?:simulated\s+)?min", text)
     assert m, f"no run clock in the dashboard header: {text!r}"
     return float(m.group(1))
 
@@ -166,8 +171,42 @@ def shoot(page: Any, name: str) -> Path:
     return path
 
 
-def test_quickstart_dashboard_pause_and_resume_a_stage_in_a_real_browser(
-    lab: Lab, browser: Browser
+TABS = ("pipeline", "lineage", "staleness", "speculation", "controller", "editor", "events")
+
+HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+"""Markup a model (or a person) might write: it must show as text, and never run."""
+
+
+def cell_running(page: Any) -> bool:
+    """Whether some cell has not finished (ipykernel 7 reports "idle" while a cell awaits)."""
+    return any(c["n"] is None for c in nb_state(page)["cells"])
+
+
+def tab(page: Any, name: str) -> Any:
+    page.locator(f".fe-tab-{name}").first.click()
+    panel = page.locator(f".fe-panel-{name}").first
+    panel.wait_for(state="visible")
+    return panel
+
+
+def add_cell_and_run(page: Any, source: str) -> None:
+    """Append a code cell at the end of the notebook and run it (the kernel may be busy)."""
+    page.evaluate(
+        """(src) => {
+          const app = window.jupyterapp;
+          const nb = app.shell.currentWidget.content;
+          nb.activeCellIndex = nb.widgets.length - 1;
+          return app.commands.execute('notebook:insert-cell-below').then(() => {
+            nb.activeCell.model.sharedModel.setSource(src);
+            app.commands.execute('notebook:run-cell');
+          });
+        }""",
+        source,
+    )
+
+
+def test_quickstart_dashboard_in_a_real_browser_with_the_kernel_busy(
+    lab: Lab, browser: Browser, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
 
@@ -185,12 +224,11 @@ def test_quickstart_dashboard_pause_and_resume_a_stage_in_a_real_browser(
     phase("notebook open, kernel idle")
 
     # Not awaited: the promise settles when the last cell ends, and the test acts before.
+    t_run = time.monotonic()
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
 
-    row = page.locator(f".fe-stage-{STAGE}")
+    row = page.locator(f"tr.fe-stage-{STAGE}, .fe-stage.fe-stage-{STAGE}").first
     toggle = row.locator(".fe-pause-toggle")
-    # Most of this wait is the kernel: imports, and building the dashboard while the
-    # run's thread competes for the GIL (the browser renders it in well under a second).
     poll(
         "the dashboard to render (or a cell to fail, or the kernel to die)",
         lambda: (row.is_visible(), nb_state(page)),
@@ -200,22 +238,38 @@ def test_quickstart_dashboard_pause_and_resume_a_stage_in_a_real_browser(
     state = nb_state(page)
     assert not errors(state), f"the notebook raised: {errors(state)}"
     assert row.is_visible(), f"the kernel is {state['kernel']} and the dashboard never rendered"
-    row.scroll_into_view_if_needed()
-    # The live plot is a plotly FigureWidget (an anywidget): its subplot titles show
-    # once its own state reached the page (once it stayed blank: keep this check).
-    expect(page.locator(".fe-pipeline-plot")).to_contain_text("queue depth")
+    print(f"[browser test] Run All -> dashboard visible: {time.monotonic() - t_run:.2f} s "
+          "(kernel start and imports included)")  # fmt: skip
     phase("dashboard rendered")
     first = poll(f"{STAGE} to process items", lambda: count(page, STAGE), lambda n: n > 0)
     expect(toggle).to_have_text(re.compile(r"^\s*pause\s*$"))
     shoot(page, "dashboard-running")
-    phase(f"{STAGE} processing")
+
+    # Every tab, while `result = await run` still runs: each draws current data.
+    assert cell_running(page)
+    for name_ in TABS:
+        clock0 = sim_minutes(page)
+        panel = tab(page, name_)
+        expect(panel).not_to_be_empty()
+        if name_ == "lineage":
+            poll("lineage nodes", lambda: page.locator(".fe-node").count(), lambda n: n >= 1)
+        elif name_ == "staleness":
+            poll("staleness stories", lambda: page.locator(".fe-story").count(), lambda n: n >= 1)
+        elif name_ == "events":
+            poll("event rows", lambda: page.locator(".fe-event").count(), lambda n: n >= 5)
+        poll(f"the clock to move while on {name_}", lambda: sim_minutes(page),
+             lambda m, c=clock0: m > c)  # fmt: skip
+        shoot(page, f"tab-{name_}")
+    assert cell_running(page)
+    phase("every tab drew, the await cell running throughout")
 
     # Pause: the button says so, and once the items in flight are done the count
     # holds while the run's clock goes on.
+    tab(page, "pipeline")
     toggle.click()
     expect(toggle).to_have_text(re.compile(r"^\s*resume\s*$"))
     expect(toggle).to_have_class(re.compile(r"\bmod-warning\b"))
-    expect(row.locator(".fe-stage-status")).to_have_text("paused")
+    expect(row.locator(".fe-stage-status")).to_contain_text("paused")
     poll(f"{STAGE}'s items in flight to finish", lambda: busy(page, STAGE), lambda b: b == 0)
     held = count(page, STAGE)
     assert held >= first
@@ -232,18 +286,35 @@ def test_quickstart_dashboard_pause_and_resume_a_stage_in_a_real_browser(
         "was paused: the dashboard stopped refreshing, so the held count proves nothing"
     )
     shoot(page, "dashboard-paused")
-    phase(f"{STAGE} paused and held")
-
-    # Resume: the button says so and the count moves again.
     toggle.click()
     expect(toggle).to_have_text(re.compile(r"^\s*pause\s*$"))
-    expect(row.locator(".fe-stage-status")).to_have_text("resumed")
+    expect(row.locator(".fe-stage-status")).to_contain_text("resumed")
     poll(f"{STAGE} to move after resuming", lambda: count(page, STAGE), lambda n: n > held)
-    shoot(page, "dashboard-resumed")
-    phase(f"{STAGE} resumed and moving")
+    phase(f"{STAGE} paused, held, resumed")
+
+    # Edit the best artifact in the editor (hostile markup appended) and submit it.
+    panel = tab(page, "editor")
+    text = panel.locator(".fe-editor-text").first
+    poll("the editor to hold an artifact's text", lambda: text.input_value(), bool)
+    text.fill(text.input_value() + "\nAlways answer in full sentences.\n" + HOSTILE)
+    panel.locator(".fe-submit").first.click()
+    ack = panel.locator(".fe-ack-ok").filter(has_text=re.compile(r"submitted as a\d+")).first
+    expect(ack).to_be_visible()
+    new_id = re.search(r"submitted as (a\d+)", ack.inner_text())
+    assert new_id, ack.inner_text()
+    tab(page, "lineage")
+    node = page.locator(f'.fe-node[data-id="{new_id[1]}"]')
+    poll("the submission in the lineage view", lambda: node.count(), lambda n: n >= 1)
+    node.first.click()
+    detail = page.locator(".fe-artifact-detail").first
+    expect(detail).to_contain_text(HOSTILE)  # shown literally, as text
+    assert page.evaluate("() => window.__pwned") is None, "markup from an artifact ran"
+    assert detail.locator("img, script").count() == 0
+    shoot(page, "lineage-submission")
+    phase("submission found in the lineage view, markup inert")
 
     # Stop from the dashboard; `await run` returns and the remaining cells run.
-    page.locator(".fe-stop-cancel").click()
+    page.locator(".fe-stop-cancel").first.click()
     final = poll(
         "every cell to have run after the stop",
         lambda: nb_state(page),
@@ -253,7 +324,41 @@ def test_quickstart_dashboard_pause_and_resume_a_stage_in_a_real_browser(
         ),
     )
     assert not errors(final), f"the notebook raised: {errors(final)}"
-    expect(page.locator(".fe-figures")).to_contain_text(re.compile("cancelled|finished"))
-    expect(toggle).to_be_disabled()
+    expect(page.locator(".fe-figures").first).to_contain_text("cancelled")
+    tab(page, "pipeline")
+    # An ended run offers no steering: no pause button that can be pressed.
+    expect(row.locator(".fe-pause-toggle:enabled")).to_have_count(0)
     shoot(page, "dashboard-stopped")
     phase("run stopped, every cell ran")
+
+    # A self-contained report of the run, opened with no kernel at all.
+    report = tmp_path / "report.html"
+    add_cell_and_run(page, f"run.report({str(report)!r})")
+    poll("the report file", report.exists, bool)
+    # Saved with its widget state (lab settings turn saveState on); then reopened.
+    poll("the archive of the ended run to reach the page", lambda: page.evaluate(
+        "() => document.querySelectorAll('.fe-figures').length"), lambda n: n >= 1)  # fmt: skip
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    time.sleep(1.0)
+    saved = json.loads((lab.root / name).read_text())
+    assert saved.get("metadata", {}).get("widgets"), "the notebook was saved without widget state"
+    page.evaluate("() => window.jupyterapp.commands.execute('kernelmenu:shutdown')")
+    page.evaluate("() => window.jupyterapp.commands.execute('application:close-all')")
+    page.goto(f"{lab.url}/lab/tree/{name}")
+    figures = page.locator(".fe-figures").first
+    expect(figures).to_contain_text("cancelled")
+    assert page.locator("text=Error displaying widget").count() == 0
+    shoot(page, "saved-notebook-reopened")
+    phase("saved notebook reopened: final view from the saved state")
+
+    other = browser.page  # JupyterLab is done with: the same page opens the file
+    other.goto(report.as_uri())
+    expect(other.locator(".fe-figures").first).to_contain_text("cancelled")
+    tab(other, "lineage")
+    other.locator(f'.fe-node[data-id="{new_id[1]}"]').first.click()
+    expect(other.locator(".fe-artifact-detail").first).to_contain_text(HOSTILE)
+    assert other.evaluate("() => window.__pwned") is None
+    path = artifacts_dir() / "browser-report.png"
+    other.screenshot(path=str(path))
+    screenshots.append(path)
+    phase("report opened with no kernel")

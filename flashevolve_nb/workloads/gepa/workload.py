@@ -16,6 +16,7 @@ is GEPA's, and the asynchronous one differs only in how steps overlap.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ from flashevolve_nb.engine import (
     WorkItem,
     make_selector,
 )
+from flashevolve_nb.engine.duplicates import Duplicates
 from flashevolve_nb.engine.events import GateResult, ProposalFailed, ProposalMade, ValidationDone
 from flashevolve_nb.engine.partial import Partial, release_partial
 from flashevolve_nb.engine.speculation import PendingValidation, speculation_of, stage_alpha
@@ -45,6 +47,9 @@ from flashevolve_nb.workloads.gepa.prompts import (
 from flashevolve_nb.workloads.gepa.sampler import EpochShuffledSampler
 
 __all__ = ["Evaluation", "GepaConfig", "GepaStep", "GepaWorkload", "Instance", "Scored", "Task"]
+
+FEEDBACK_EXCERPT = 600
+"""Characters of each reflection example kept in a proposal's ``meta["feedback"]``."""
 
 
 class Instance(Protocol):
@@ -161,6 +166,7 @@ class GepaWorkload:
         self._train = {inst.id: inst for inst in trainset}
         self._val = list(valset)
         self._val_order = DiscriminativeOrder(len(self._val), pass_score=self.config.perfect_score)
+        self._duplicates = Duplicates()
         self._selector: ParentSelector = make_selector(self.config.candidate_selection)
         self._sampler = EpochShuffledSampler(
             list(self._train), self.config.minibatch_size, random.Random(f"{seed}:minibatch")
@@ -360,7 +366,19 @@ class GepaWorkload:
             base_version=item.base_version,
             created_at=ctx.now(),
             note=f"reflective proposal for {p.component!r}",
-            meta={"component_cursor": self._next_component.get(parent.id, 0)},
+            meta={
+                "component_cursor": self._next_component.get(parent.id, 0),
+                # What the reflection read, for a person asking why this text came about.
+                "feedback": [
+                    {
+                        "input": x.input[:FEEDBACK_EXCERPT],
+                        "output": x.output[:FEEDBACK_EXCERPT],
+                        "score": x.score,
+                        "feedback": x.feedback[:FEEDBACK_EXCERPT],
+                    }
+                    for x in examples
+                ],
+            },
         )
         ctx.count_proposal()
         ctx.emit(
@@ -416,10 +434,18 @@ class GepaWorkload:
             p.val_pending.full.cancel()
             p = _replace(p, val_pending=None)
             item = item.evolve(payload=p)
+        duplicate = self._duplicates.claim(ctx.pool, item.artifact)
+        if duplicate:
+            ctx.end_step(duplicate)
+            return []
         alpha = stage_alpha(ctx)
-        if alpha < 1:
-            return await self._validate_partial(item, ctx, alpha)
-        evals = await self._evaluate(ctx, item.artifact, self._val)
+        try:
+            if alpha < 1:
+                return await self._validate_partial(item, ctx, alpha)
+            evals = await self._evaluate(ctx, item.artifact, self._val)
+        except BaseException:
+            self._duplicates.release(item.artifact)
+            raise
         scores = tuple(e.score for e in evals)
         self._val_order.observe(scores)
         ctx.emit(
@@ -571,7 +597,15 @@ class GepaWorkload:
                     # As gepa's adapters do: a failed example scores 0 and says why.
                     return Evaluation(inst.id, "", 0.0, f"The model call failed: {exc}")
             scored = self.task.score(inst, completion.text)
-            return Evaluation(inst.id, completion.text, float(scored.score), scored.feedback)
+            score = float(scored.score)
+            if not math.isfinite(score):
+                # NaN compares false with everything: gates, means and fronts would lie.
+                raise ValueError(
+                    f"{type(self.task).__name__}.score returned the non-finite score {score!r} "
+                    f"for example {inst.id!r}; scores must be finite numbers (score a failed "
+                    "answer 0.0)"
+                )
+            return Evaluation(inst.id, completion.text, score, scored.feedback)
 
         return [one(inst) for inst in instances]
 
