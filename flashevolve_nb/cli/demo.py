@@ -27,9 +27,10 @@ from flashevolve_nb.cli.checks import (
 )
 from flashevolve_nb.cli.progress import ProgressBar
 from flashevolve_nb.cli.table import format_table
-from flashevolve_nb.demo import DemoConfig, HeldOut, build_demo
+from flashevolve_nb.demo import DemoConfig, HeldOut
 from flashevolve_nb.engine import Pipeline, RunResult
 from flashevolve_nb.engine.bus import EventBus
+from flashevolve_nb.runtime.launch import demo_builder
 
 __all__ = ["add_parser", "run_demo"]
 
@@ -40,6 +41,7 @@ class DemoOutcome:
     result: RunResult
     real_seconds: float
     held_out: HeldOut | None
+    workload: str = "gepa"
 
 
 def add_parser(sub: Any) -> None:
@@ -52,6 +54,13 @@ def add_parser(sub: Any) -> None:
             "network, no GPU. Every figure is on the simulated clock."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--workload",
+        default="gepa",
+        choices=["gepa", "ace"],
+        help="what evolves: GEPA's system prompt, or ACE's playbook (generator, reflector, "
+        "curator; the staleness policy 'rebase' is ACE's own)",
     )
     p.add_argument(
         "--profile",
@@ -208,7 +217,9 @@ def _handle(args: argparse.Namespace) -> int:
         configs = [_with_mode(base, "async"), _with_mode(base, "sync")]
     outcomes = []
     for c in configs:
-        outcomes.append(run_demo(c, clock=args.clock, progress=not args.no_progress))
+        outcomes.append(
+            run_demo(c, clock=args.clock, progress=not args.no_progress, workload=args.workload)
+        )
         if _interrupted(outcomes[-1]):
             break
     to_stdout = args.json is None  # --json -
@@ -284,12 +295,14 @@ def _with_mode(c: DemoConfig, mode: Literal["async", "sync"]) -> DemoConfig:
     return replace(c, mode=mode)
 
 
-def run_demo(config: DemoConfig, *, clock: str = "real", progress: bool = True) -> DemoOutcome:
+def run_demo(
+    config: DemoConfig, *, clock: str = "real", progress: bool = True, workload: str = "gepa"
+) -> DemoOutcome:
     """Run one demo to its budget on a fresh loop; returns its result and real duration."""
     bus = EventBus()
     if progress:
         bus.subscribe(ProgressBar(f"{config.mode:>5}", config.minutes * 60.0))
-    demo = build_demo(config, bus=bus)
+    demo = demo_builder(workload)(config, bus=bus)
     loop = new_loop(clock)
     t0 = time.perf_counter()
     try:
@@ -297,11 +310,12 @@ def run_demo(config: DemoConfig, *, clock: str = "real", progress: bool = True) 
         result = loop.run_until_complete(demo.run())
         real = time.perf_counter() - t0
         held_out = None
-        if not result.finish_reason.startswith("interrupted"):
+        # Held-out test scores: the GEPA demo's; other workloads' demos report none yet.
+        if not result.finish_reason.startswith("interrupted") and hasattr(demo, "held_out"):
             held_out = loop.run_until_complete(demo.held_out(result))
     finally:
         loop.close()
-    return DemoOutcome(config, result, real, held_out)
+    return DemoOutcome(config, result, real, held_out, workload)
 
 
 def _stop_on_ctrl_c(loop: asyncio.AbstractEventLoop, pipeline: Pipeline) -> None:
@@ -465,8 +479,11 @@ def _next_steps(outcomes: list[DemoOutcome], compared: bool) -> list[str]:
 def _summary(outcomes: list[DemoOutcome], clock: str, *, compared: bool = False) -> str:
     figs = [_figures(o) for o in outcomes]
     c = outcomes[0].config
+    workload = outcomes[0].workload
+    what = {"gepa": ("GEPA", "prompt"), "ace": ("ACE", "playbook")}.get(workload, (workload, ""))
     head = (
-        f"GEPA on the simulated 'rulebook' task, simulated '{c.profile}' server, seed {c.seed}, "
+        f"{what[0]} on the simulated 'rulebook' task, simulated '{c.profile}' server, "
+        f"seed {c.seed}, "
         f"budget {c.minutes:g} simulated minutes"
         + (f", time scale {c.time_scale:g}x" if clock == "real" else ", virtual clock")
         + ". Rates are per simulated minute."
@@ -475,7 +492,10 @@ def _summary(outcomes: list[DemoOutcome], clock: str, *, compared: bool = False)
     ratio = len(figs) == 2
     header = ["", *columns] + (["async/sync"] if ratio else [])
     rows = []
+    held_out = any(o.held_out is not None for o in outcomes)
     for label, key, fmt, show_ratio in _ROWS:
+        if "held-out" in label and not held_out:
+            continue  # this workload's demo has no held-out split scored (yet)
         row = [label, *(fmt(f[key]) for f in figs)]
         if ratio:
             a, b = figs[0][key], figs[1][key]
@@ -490,7 +510,7 @@ def _summary(outcomes: list[DemoOutcome], clock: str, *, compared: bool = False)
     lines.append("")
     lines += [_control_line(f) for f in figs]
     best = outcomes[0].result
-    lines += ["", f"best prompt ({outcomes[0].config.mode}, {best.best.id}):"]
+    lines += ["", f"best {what[1] or 'artifact'} ({outcomes[0].config.mode}, {best.best.id}):"]
     lines += ["  " + ln for ln in best.best[next(iter(best.best))].splitlines()]
     lines += ["", _LEGEND, "", *_next_steps(outcomes, compared)]
     return "\n".join(lines)

@@ -8,7 +8,7 @@ import itertools
 import os
 from typing import Any
 
-from flashevolve_nb.demo import Demo, DemoConfig, build_demo
+from flashevolve_nb.demo import Demo, DemoConfig
 from flashevolve_nb.engine.pipeline import Pipeline
 from flashevolve_nb.runtime.loop import InlineLoop, LoopHost, LoopThread
 from flashevolve_nb.runtime.run import Run
@@ -25,13 +25,16 @@ def start(
     run_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
     inline: bool = False,
+    workload: str = "gepa",
     **demo_options: Any,
 ) -> Run:
     """Start a run in the background and return its :class:`Run` handle at once.
 
     ``what`` is a ready :class:`Pipeline` (not yet run), a built ``Demo``, or
     a ``DemoConfig``; with nothing, the simulated GEPA demo, whose settings can
-    be given here by name (``start(minutes=10, seed=1)``). Each run gets a
+    be given here by name (``start(minutes=10, seed=1)``). ``workload`` picks
+    another algorithm's simulated demo for a ``DemoConfig`` or settings
+    (``start(workload="ace")``: ACE's playbook evolution). Each run gets a
     thread with its own event loop, so a blocking cell never stalls it and
     several runs can go on side by side. ``inline=True`` runs it on the loop
     of the calling thread instead (a notebook kernel's: it then pauses while a
@@ -41,7 +44,7 @@ def start(
     (``flashevolve_nb.store``); with ``resume=True`` a run found there goes on
     where it stopped.
     """
-    demo: Demo | None = None
+    demo: Any = None
     config: dict[str, Any] = {}
     if isinstance(what, Pipeline):
         if demo_options:
@@ -61,9 +64,11 @@ def start(
                 raise TypeError(
                     f"start() takes a Pipeline, a Demo or a DemoConfig (got {type(what).__name__})"
                 )
-            demo = build_demo(dataclasses.replace(cfg, **demo_options))
+            demo = demo_builder(workload)(dataclasses.replace(cfg, **demo_options))
         pipeline = demo.pipeline
         config = {k: v for k, v in dataclasses.asdict(demo.config).items() if k != "gepa"}
+        if workload != "gepa":
+            config["workload"] = workload
     if pipeline.state != "created":
         raise RuntimeError(
             f"this pipeline is {pipeline.state}; a pipeline runs once, build a new one"
@@ -76,6 +81,24 @@ def start(
     run = Run(pipeline, host, name=name, demo=demo, store=store, own_loop=not inline)
     run._start()
     return run
+
+
+DEMOS = {
+    "gepa": ("flashevolve_nb.demo", "build_demo"),
+    "ace": ("flashevolve_nb.workloads.ace.demo", "build_ace_demo"),
+}
+"""The simulated demo of each workload: ``start(workload=...)``, ``flashevolve demo --workload``."""
+
+
+def demo_builder(workload: str) -> Any:
+    """The function that builds ``workload``'s demo from a :class:`DemoConfig`."""
+    where = DEMOS.get(workload)
+    if where is None:
+        raise ValueError(
+            f"unknown workload {workload!r}; workloads with a demo: {', '.join(DEMOS)}"
+        )
+    module, name = where
+    return getattr(importlib.import_module(module), name)
 
 
 def _attach_store(

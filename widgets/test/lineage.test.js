@@ -59,6 +59,30 @@ test("layout: x is the generation along first parents, leaves one row each, a pa
   assert.deepEqual(pathTo(L, "a11"), ["a0", "a1", "a2", "a4", "a6", "a9", "a11"]);
 });
 
+test("layout of a real run: short edges, no crossings, parents centred, artifacts outside the pool kept", () => {
+  const m = realRun();
+  const L = layoutLineage(m);
+  const pool = new Set(m.pool.map((r) => r.id));
+  assert.ok(L.nodes.length >= 100, `${L.nodes.length} nodes`);
+  assert.ok(L.nodes.some((nd) => !pool.has(nd.id)), "artifacts outside the pool are drawn too");
+  const tree = L.edges.filter((e) => !e.merge);
+  assert.equal(tree.length, L.nodes.length - 1, "one tree: every node but the seed has its first parent");
+  const byGen = new Map();
+  for (const e of tree) {
+    const a = L.pos.get(e.from), b = L.pos.get(e.to);
+    assert.equal(b.gen - a.gen, 1);
+    if (!byGen.has(a.gen)) byGen.set(a.gen, []);
+    byGen.get(a.gen).push([a.row, b.row]);
+  }
+  const kids = new Map();
+  for (const e of tree) kids.set(e.from, [...(kids.get(e.from) || []), L.pos.get(e.to).row]);
+  for (const [id, rows] of kids) assert.equal(L.pos.get(id).row, (Math.min(...rows) + Math.max(...rows)) / 2, id);
+  for (const es of byGen.values()) {
+    es.sort((p, q) => p[0] - q[0] || p[1] - q[1]);
+    for (let i = 1; i < es.length; i++) assert.ok(es[i][1] >= es[i - 1][1], "edges of one generation keep their order: no crossing");
+  }
+});
+
 test("layout: memoised on ids and parents; roots and cycles are safe", () => {
   const a = layoutLineage(fixture());
   const m2 = fixture();

@@ -110,7 +110,7 @@ export function pathTo(L, id) {
 // the +/- buttons switch to a view the person owns until they press "fit".
 // ---------------------------------------------------------------------------
 
-const PAD_L = 26, PAD_R = 120, PAD_T = 44, PAD_B = 22, BAND = 24; // BAND: the generation header's strip
+const PAD_L = 36, PAD_R = 120, PAD_T = 44, PAD_B = 22, BAND = 24; // BAND: the generation header's strip
 const MAX_CX = 240, MAX_RY = 40, ZOOM_MAX_CX = 320, ZOOM_MAX_RY = 64;
 const LABEL_H = 12, CHAR_W = 6.6;
 const clamp = (x, lo, hi) => Math.min(hi, Math.max(lo, x));
@@ -298,7 +298,12 @@ function Dag({ m, ctx, L }) {
     };
     el.addEventListener("wheel", onWheel, { passive: false });
     el.addEventListener("pointerdown", onPointerDown);
-    return () => { el.removeEventListener("wheel", onWheel); el.removeEventListener("pointerdown", onPointerDown); };
+    return () => {
+      el.removeEventListener("wheel", onWheel);
+      el.removeEventListener("pointerdown", onPointerDown);
+      if (frame.current && typeof cancelAnimationFrame === "function") cancelAnimationFrame(frame.current);
+      frame.current = 0;
+    };
   }, []);
 
   function onPointerDown(e) {
@@ -308,6 +313,7 @@ function Dag({ m, ctx, L }) {
     const move = (ev) => {
       const dx = ev.clientX - x0, dy = ev.clientY - y0;
       if (!moved && Math.abs(dx) + Math.abs(dy) < 4) return;
+      if (!wrap.current) return; // unmounted mid-drag
       if (!moved) wrap.current.classList.add("fe-dragging");
       moved = true;
       const { L, W, H } = live.current;

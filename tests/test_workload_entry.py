@@ -1,0 +1,58 @@
+"""Picking a workload where a person starts a run: ``start(workload=...)`` and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flashevolve_nb.runtime import Run, start
+
+
+@pytest.fixture
+def runs() -> Iterator[list[Run]]:
+    made: list[Run] = []
+    yield made
+    for run in made:
+        run.stop("cancel")
+        run.wait(timeout=60)
+
+
+def test_start_runs_ace_and_its_dashboard_shows_playbooks(runs: list[Run]) -> None:
+    run = start(workload="ace", minutes=15, time_scale=600, seed=0, n_val=20, n_test=10)
+    runs.append(run)
+    dash = run.dashboard(autostart=False)
+    result = run.wait(timeout=120)
+    dash.refresh()
+    model = dash.archive
+    assert model["meta"]["stages"] == ["generate", "reflect", "curate", "evaluate"]
+    assert result.stats.accepted >= 1 and result.best_score > result.stats.seed_score
+    best = model["artifacts"][model["snapshot"]["pool"]["best_id"]]
+    assert "## " in best["components"]["playbook"]  # a sectioned playbook, shown as text
+    dash.close()
+
+
+def test_an_unknown_workload_is_refused_with_the_choices() -> None:
+    with pytest.raises(ValueError, match="unknown workload 'gepa2'; workloads with a demo: gepa"):
+        start(workload="gepa2")
+
+
+def test_the_demo_command_runs_ace_with_its_rebase_policy(tmp_path: Path) -> None:
+    out = tmp_path / "ace.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "flashevolve_nb", "demo", "--workload", "ace", "--clock",
+         "virtual", "--minutes", "15", "--staleness", "rebase", "--no-progress",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("ACE on the simulated 'rulebook' task")
+    assert "held-out" not in r.stdout.split("What the terms mean")[0]  # none scored: no row
+    assert "best playbook (async" in r.stdout
+    (figures,) = json.loads(out.read_text())
+    assert figures["stale_seen"] > 0
+    assert figures["decisions"].get("patch", 0) > 0  # rebased deltas
