@@ -77,6 +77,8 @@ from flashevolve_nb.engine.workload import (
     StepsFromParent,
     Workload,
     decision_points_of,
+    objective_directions_of,
+    objectives_for,
     validation_stage_of,
 )
 from flashevolve_nb.errors import FlashEvolveError
@@ -169,7 +171,7 @@ class Pipeline:
         self._calls_before_steps = 0
         """Metric calls spent before the first step (seeding): the cost estimate
         of a step until one has finished (see :meth:`step_limit`)."""
-        self.pool = Pool(workload.instance_ids())
+        self.pool = Pool(workload.instance_ids(), objective_directions_of(workload))
         self.recorder = Recorder(config.event_history)
         self.collector = StatsCollector()
         self.bus.subscribe(self.recorder)
@@ -1144,7 +1146,9 @@ class Pipeline:
     def _admit_scores(self, step: int, artifact: Artifact, scores: Sequence[float]) -> None:
         best_before = self.pool.best().score if len(self.pool) else float("-inf")
         front_before = self.pool.front_ids()
-        entry = self.pool.admit(artifact, scores, self.clock.now())
+        entry = self.pool.admit(
+            artifact, scores, self.clock.now(), objectives=objectives_for(self.workload, artifact)
+        )
         now = self.clock.now()
         self.bus.emit(
             Admitted(

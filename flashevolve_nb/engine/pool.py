@@ -7,17 +7,28 @@ exactly how many pool changes an item has not seen: its staleness.
 Scores are kept per validation instance because GEPA's parent selection
 works on per-instance fronts: an artifact that is the best on even one
 instance stays a candidate parent, which keeps diverse strategies alive.
+
+A pool may also declare *objectives* beyond the scores (Meta-Harness: the
+context tokens a harness shows the model, lower is better). Entries then
+carry a value for each, and the pool keeps a second kind of front, the
+:meth:`Pool.objective_front`: the entries no other entry dominates on mean
+score and every objective together. A pool that declares none behaves
+exactly as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 from flashevolve_nb.engine.artifact import Artifact
 
-__all__ = ["Pool", "PoolChange", "PoolEntry", "PoolListener", "PoolSnapshot"]
+__all__ = ["Direction", "Pool", "PoolChange", "PoolEntry", "PoolListener", "PoolSnapshot"]
+
+Direction = Literal["max", "min"]
+"""Whether more (``max``) or less (``min``) of an objective is better."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +39,9 @@ class PoolEntry:
     admitted_at: float
     speculative: bool = False
     """Admitted on a validation prefix: ``scores`` are provisional until confirmed."""
+    objectives: Mapping[str, float] = field(default_factory=dict)
+    """Values of the pool's extra objectives (``{"context_tokens": 812.0}``); empty
+    for a pool that declares none."""
 
     @property
     def score(self) -> float:
@@ -52,12 +66,20 @@ PoolListener = Callable[[PoolChange, PoolEntry], None]
 class Pool:
     """Admitted artifacts; mutated only by the pipeline's admit step."""
 
-    def __init__(self, instance_ids: Sequence[str]) -> None:
+    def __init__(
+        self, instance_ids: Sequence[str], objectives: Mapping[str, Direction] | None = None
+    ) -> None:
+        """``objectives``: extra objectives every admission gives a value for, each with
+        its direction (see the module docstring)."""
         if not instance_ids:
             raise ValueError("the pool needs at least one validation instance")
         if len(set(instance_ids)) != len(instance_ids):
             raise ValueError("validation instance ids must be unique")
         self.instance_ids: tuple[str, ...] = tuple(instance_ids)
+        self.objectives: dict[str, Direction] = dict(objectives or {})
+        for name, direction in self.objectives.items():
+            if direction not in ("max", "min"):
+                raise ValueError(f"objective {name!r}: direction must be 'max' or 'min'")
         self._entries: dict[str, PoolEntry] = {}
         self._order: list[str] = []
         self._version = 0
@@ -100,10 +122,31 @@ class Pool:
         """For each validation instance, the ids that reach its best score."""
         return tuple(frozenset(f) for f in self._fronts)
 
+    def objective_front(self) -> frozenset[str]:
+        """Ids that no other entry dominates on mean score and the declared objectives
+        together (empty when the pool declares none). An entry dominates another when it
+        is at least as good on all of them and better on one."""
+        if not self.objectives:
+            return frozenset()
+        points = [(e.artifact.id, self._point(e)) for e in self]
+        points = [(i, p) for i, p in points if not any(math.isnan(x) for x in p)]
+        return frozenset(
+            i for i, p in points if not any(_dominates(q, p) for j, q in points if j != i)
+        )
+
     def front_ids(self) -> tuple[str, ...]:
-        """Every id on at least one instance front, in admission order."""
-        on_front = set().union(*self._fronts)
+        """Every id on at least one instance front or on the objective front, in
+        admission order."""
+        on_front = set().union(*self._fronts) | self.objective_front()
         return tuple(i for i in self._order if i in on_front)
+
+    def _point(self, entry: PoolEntry) -> tuple[float, ...]:
+        """The entry as a point where larger is better on every axis."""
+        values = [entry.score]
+        for name, direction in self.objectives.items():
+            v = entry.objectives.get(name, math.nan)
+            values.append(-v if direction == "min" else v)
+        return tuple(values)
 
     def since(self, version: int) -> tuple[PoolEntry, ...]:
         """Entries admitted after ``version`` (what an item at that version missed)."""
@@ -128,10 +171,14 @@ class Pool:
         now: float,
         *,
         speculative: bool = False,
+        objectives: Mapping[str, float] | None = None,
     ) -> PoolEntry:
         """Add an artifact with one score per validation instance; bumps the version.
 
         ``speculative``: the scores are provisional (see :meth:`confirm`).
+        ``objectives``: a value for each objective the pool declares. An entry without
+        them (a speculative admission made before they were measured) is on no
+        objective front and dominates nothing there.
         """
         if artifact.id in self._entries:
             raise ValueError(f"artifact {artifact.id!r} is already in the pool")
@@ -139,9 +186,10 @@ class Pool:
             raise ValueError(
                 f"expected {len(self.instance_ids)} validation scores, got {len(scores)}"
             )
+        values = self._objective_values(objectives or {})
         self._version += 1
         entry = PoolEntry(
-            artifact, tuple(float(s) for s in scores), self._version, now, speculative
+            artifact, tuple(float(s) for s in scores), self._version, now, speculative, values
         )
         self._entries[artifact.id] = entry
         self._order.append(artifact.id)
@@ -178,7 +226,11 @@ class Pool:
                 f"expected {len(self.instance_ids)} validation scores, got {len(scores)}"
             )
         entry = PoolEntry(
-            old.artifact, tuple(float(s) for s in scores), old.version, old.admitted_at
+            old.artifact,
+            tuple(float(s) for s in scores),
+            old.version,
+            old.admitted_at,
+            objectives=old.objectives,
         )
         self._entries[artifact_id] = entry
         self._recompute_fronts()
@@ -209,6 +261,19 @@ class Pool:
         self._version = version
         self._recompute_fronts()
 
+    def _objective_values(self, objectives: Mapping[str, float]) -> dict[str, float]:
+        unknown = set(objectives) - set(self.objectives)
+        if unknown:
+            raise ValueError(
+                f"objective(s) {sorted(unknown)} are not declared by this pool "
+                f"(it declares {sorted(self.objectives) or 'none'})"
+            )
+        values = {name: float(v) for name, v in objectives.items()}
+        bad = {name: v for name, v in values.items() if not math.isfinite(v)}
+        if bad:
+            raise ValueError(f"objective values must be finite numbers (got {bad})")
+        return values
+
     def _tell(self, change: PoolChange, entry: PoolEntry) -> None:
         for listener in tuple(self.listeners):
             listener(change, entry)
@@ -223,3 +288,8 @@ class Pool:
                     self._fronts[i] = {e.artifact.id}
                 elif s == self._best[i]:
                     self._fronts[i].add(e.artifact.id)
+
+
+def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """``a`` at least as good as ``b`` everywhere and better somewhere."""
+    return all(x >= y for x, y in zip(a, b, strict=True)) and a != b

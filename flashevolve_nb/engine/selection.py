@@ -3,7 +3,9 @@
 ``pareto`` follows GEPA: drop artifacts whose every instance front is also
 covered by some other surviving artifact (tried from the weakest up), then
 sample in proportion to how many instance fronts each survivor sits on. It
-favours artifacts that are the best at *something*, not only on average.
+favours artifacts that are the best at *something*, not only on average. A
+pool with extra objectives adds its objective front (mean score against,
+say, context tokens): each member gets one more share.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ class ParentSelector(Protocol):
 
 
 def nondominated_front(pool: Pool) -> dict[str, int]:
-    """Ids of non-redundant front members -> number of instance fronts they are on."""
+    """Ids of non-redundant front members -> number of instance fronts they are on,
+    plus one for being on the pool's objective front (when it declares objectives)."""
     fronts = [f for f in pool.fronts() if f]
     survivors = set().union(*fronts) if fronts else set()
     # Weakest first, so that among mutually redundant artifacts the strongest stays.
@@ -45,6 +48,10 @@ def nondominated_front(pool: Pool) -> dict[str, int]:
     for f in fronts:
         for i in f & survivors:
             counts[i] += 1
+    # A trade-off (cheaper, a little less accurate) is best on no instance, yet worth
+    # building on: every member of the objective front earns one share.
+    for i in pool.objective_front():
+        counts[i] += 1
     return dict(counts)
 
 

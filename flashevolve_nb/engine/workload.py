@@ -38,12 +38,15 @@ here.
   person's artifact joins the run; without them human proposals are refused.
 - :class:`Rebasing` (``rebase``): the workload can re-apply a stale item's
   change onto the newest artifact; the ``rebase`` staleness policy asks it.
+- :class:`Objectives` (``objectives``, ``objectives_of``): objectives beyond
+  the validation scores (context tokens...), which the pool's frontier and
+  parent selection weigh. Without it the pool knows only the scores.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from flashevolve_nb.engine.artifact import Artifact
@@ -52,7 +55,7 @@ from flashevolve_nb.engine.stage import StageSpec
 
 if TYPE_CHECKING:
     from flashevolve_nb.engine.context import StageContext
-    from flashevolve_nb.engine.pool import Pool
+    from flashevolve_nb.engine.pool import Direction, Pool
     from flashevolve_nb.engine.speculation import PendingValidation
     from flashevolve_nb.engine.staleness import Decision
     from flashevolve_nb.llm.protocol import LLM
@@ -63,6 +66,7 @@ __all__ = [
     "HumanReplacements",
     "HumanSteps",
     "ModelRoles",
+    "Objectives",
     "PartialStages",
     "PendingValidations",
     "Rebasing",
@@ -72,6 +76,8 @@ __all__ = [
     "ValidationStage",
     "Workload",
     "decision_points_of",
+    "objective_directions_of",
+    "objectives_for",
     "partial_stages_of",
     "validation_stage_of",
 ]
@@ -214,6 +220,35 @@ class Rebasing(Protocol):
     """
 
     def rebase(self, item: WorkItem, staleness: int, ctx: StageContext) -> Decision: ...
+
+
+@runtime_checkable
+class Objectives(Protocol):
+    """A workload whose candidates are judged on more than their validation scores.
+
+    The pipeline declares ``objectives`` to its pool and asks ``objectives_of``
+    for the values of every artifact it admits (seeds included); the pool keeps
+    the front of mean score against them and parent selection weighs it.
+    """
+
+    @property
+    def objectives(self) -> Mapping[str, Direction]:
+        """Objective names with their direction (``{"context_tokens": "min"}``)."""
+        ...
+
+    def objectives_of(self, artifact: Artifact) -> Mapping[str, float]:
+        """The measured values of ``artifact``, which is about to be admitted."""
+        ...
+
+
+def objective_directions_of(workload: Workload) -> dict[str, Direction]:
+    """The workload's extra objectives with their directions; empty when it has none."""
+    return dict(workload.objectives) if isinstance(workload, Objectives) else {}
+
+
+def objectives_for(workload: Workload, artifact: Artifact) -> dict[str, float]:
+    """The objective values of ``artifact`` to admit it with; empty for a workload without."""
+    return dict(workload.objectives_of(artifact)) if isinstance(workload, Objectives) else {}
 
 
 def decision_points_of(workload: Workload, default: Sequence[str]) -> tuple[str, ...]:

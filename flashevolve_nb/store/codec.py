@@ -17,7 +17,7 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from typing import Any, ClassVar
 
@@ -29,8 +29,10 @@ __all__ = [
     "artifact_from_row",
     "artifact_row",
     "decode_event",
+    "decode_scores",
     "describe",
     "encode_event",
+    "encode_scores",
     "event_classes",
 ]
 
@@ -125,6 +127,26 @@ def decode_event(
         except TypeError:
             pass  # a field this version requires is missing: keep the raw data
     return StoredEvent(t=t, stored_kind=kind, data={k: value(v, True) for k, v in raw.items()})
+
+
+def encode_scores(scores: Sequence[float], objectives: Mapping[str, float]) -> str:
+    """A pool entry's scores for ``pool_log.scores``: a JSON list as ever, or, for an
+    entry with objective values, ``{"scores": [...], "objectives": {...}}``."""
+    if not objectives:
+        return json.dumps(list(scores))
+    return json.dumps({"scores": list(scores), "objectives": dict(objectives)})
+
+
+def decode_scores(text: str | None) -> tuple[tuple[float, ...], dict[str, float]]:
+    """Scores and objective values from :func:`encode_scores` (a store written before
+    objectives existed holds plain lists: no objectives; a removal holds NULL)."""
+    if text is None:
+        return (), {}
+    value = json.loads(text)
+    if isinstance(value, dict):
+        objectives = {str(k): float(v) for k, v in dict(value.get("objectives", {})).items()}
+        return tuple(float(s) for s in value.get("scores", ())), objectives
+    return tuple(float(s) for s in value), {}
 
 
 def artifact_row(a: Artifact) -> tuple[str, str, str, str, int, float, str, str]:

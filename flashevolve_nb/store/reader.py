@@ -22,6 +22,7 @@ from flashevolve_nb.engine.events import Event, RunStarted
 from flashevolve_nb.engine.pool import Pool, PoolChange, PoolEntry, PoolSnapshot
 from flashevolve_nb.engine.result import RunResult
 from flashevolve_nb.engine.stats import RunStats, StatsCollector
+from flashevolve_nb.store.codec import decode_scores
 from flashevolve_nb.store.errors import RunDirError
 from flashevolve_nb.store.resume import ArtifactLookup, iter_events, load_pool
 from flashevolve_nb.store.schema import RunLock, StoreMeta, inspect_dir, open_reader
@@ -141,13 +142,14 @@ class StoredRun:
         out: list[tuple[PoolChange, PoolEntry]] = []
         for change, v, aid, scores, speculative, t in rows:
             old = entries.get(aid)
-            measured = tuple(json.loads(scores))
+            measured, objectives = decode_scores(scores)
             if change == "confirm" and old is not None:
-                entry = PoolEntry(old.artifact, measured, old.version, old.admitted_at)
+                entry = PoolEntry(old.artifact, measured, old.version, old.admitted_at,
+                                  objectives=objectives or old.objectives)  # fmt: skip
             elif change == "remove" and old is not None:
                 entry = old
             else:
-                entry = PoolEntry(artifacts[aid], measured, v, t, bool(speculative))
+                entry = PoolEntry(artifacts[aid], measured, v, t, bool(speculative), objectives)
             entries[aid] = entry
             out.append((change, entry))
         return tuple(out)

@@ -17,7 +17,12 @@ from typing import Any
 from flashevolve_nb.engine.artifact import Artifact
 from flashevolve_nb.engine.events import Event
 from flashevolve_nb.engine.pool import PoolEntry
-from flashevolve_nb.store.codec import artifact_from_row, decode_event, event_classes
+from flashevolve_nb.store.codec import (
+    artifact_from_row,
+    decode_event,
+    decode_scores,
+    event_classes,
+)
 
 __all__ = [
     "ArtifactLookup",
@@ -72,14 +77,15 @@ def load_pool(conn: sqlite3.Connection) -> tuple[list[PoolEntry], int]:
     ).fetchall()
     for change, v, aid, scores, speculative, t in rows:
         if change == "admit":
-            entries[aid] = PoolEntry(
-                artifacts[aid], tuple(json.loads(scores)), v, t, bool(speculative)
-            )
+            measured, objectives = decode_scores(scores)
+            entries[aid] = PoolEntry(artifacts[aid], measured, v, t, bool(speculative), objectives)
         elif change == "confirm":
             old = entries[aid]
+            measured, objectives = decode_scores(scores)
             entries[aid] = PoolEntry(
-                old.artifact, tuple(json.loads(scores)), old.version, old.admitted_at
-            )
+                old.artifact, measured, old.version, old.admitted_at,
+                objectives=objectives or old.objectives,
+            )  # fmt: skip
         else:
             entries.pop(aid, None)
         if change != "confirm":

@@ -39,7 +39,7 @@ from flashevolve_nb.engine.events import (
     StepFinished,
 )
 from flashevolve_nb.engine.pool import PoolChange, PoolEntry
-from flashevolve_nb.store.codec import artifact_row, describe, encode_event
+from flashevolve_nb.store.codec import artifact_row, describe, encode_event, encode_scores
 from flashevolve_nb.store.errors import (
     IncompatibleRun,
     NothingToResume,
@@ -260,10 +260,11 @@ class RunStore:
             self._conn.execute(
                 "INSERT OR IGNORE INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", artifact_row(a)
             )
-            row = (change, entry.version, a.id, json.dumps(entry.scores), entry.speculative,
-                   entry.admitted_at)  # fmt: skip
+            row = (change, entry.version, a.id, encode_scores(entry.scores, entry.objectives),
+                   entry.speculative, entry.admitted_at)  # fmt: skip
         elif change == "confirm":
-            row = (change, entry.version, a.id, json.dumps(entry.scores), False, now)
+            row = (change, entry.version, a.id, encode_scores(entry.scores, entry.objectives),
+                   False, now)  # fmt: skip
         else:
             row = (change, pool.version, a.id, None, False, now)
         self._conn.execute(

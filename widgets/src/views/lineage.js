@@ -146,9 +146,9 @@ export const nodeRadius = (ry) => clamp(ry * 0.36, 2.5, 8);
 /**
  * Which nodes get a text label at this zoom, and where: a leaf's label sits right of its
  * dot (its row is its own from there on), a parent's label above its dot (its edges leave
- * and arrive level, so the text stays clear of them). A label may not cover another label
- * nor another dot. The selected node and the best always get one; then the line of the
- * selection, roots, parents, and leaves by score.
+ * and arrive level, so the text stays clear of them), else beside it on a plate, else
+ * below. A label may not cover another label nor another dot. The selected node and the
+ * best always get one; then the line of the selection, roots, parents, and leaves by score.
  */
 export function placeLabels(L, cx, ry, { sel, best, onPath, rows }) {
   const r = nodeRadius(ry);
@@ -180,9 +180,9 @@ export function placeLabels(L, cx, ry, { sel, best, onPath, rows }) {
     const boxes = (w) => nd.leaf
       ? [{ x0: x + r + 4, x1: x + r + 4 + w, y0: y - LABEL_H / 2, y1: y + LABEL_H / 2, lx: x + r + 4, ly: y, anchor: "start" }]
       : [{ x0: x - w / 2, x1: x + w / 2, y0: y - up - LABEL_H, y1: y - up, lx: x, ly: y - up - LABEL_H / 2, anchor: "middle" },
-         { x0: x - w / 2, x1: x + w / 2, y0: y + up, y1: y + up + LABEL_H, lx: x, ly: y + up + LABEL_H / 2, anchor: "middle" },
-         // last resort: on its outgoing edges, on a plate, if it leaves most of them in sight
-         ...(w + r + 8 < cx * 0.5 ? [{ x0: x + r + 3, x1: x + r + 5 + w, y0: y - LABEL_H / 2, y1: y + LABEL_H / 2, lx: x + r + 4, ly: y, anchor: "start", plate: true }] : [])];
+         // else beside it on its outgoing edges, on a plate, if that leaves most of them in sight
+         ...(w + r + 8 < cx * 0.5 ? [{ x0: x + r + 3, x1: x + r + 5 + w, y0: y - LABEL_H / 2, y1: y + LABEL_H / 2, lx: x + r + 4, ly: y, anchor: "start", plate: true }] : []),
+         { x0: x - w / 2, x1: x + w / 2, y0: y + up, y1: y + up + LABEL_H, lx: x, ly: y + up + LABEL_H / 2, anchor: "middle" }];
     let placed = null;
     search: for (const [t, s] of texts) {
       const w = (t.length + (s ? s.length + 1 : 0) + (nd.id === best ? 5 : 0)) * CHAR_W;
@@ -413,7 +413,7 @@ export function ArtifactDetail({ m, ctx, id }) {
       ${ctx.live ? html`<button class="fe-btn fe-edit" onClick=${() => ctx.edit({ kind: "art", id })}>edit</button>` : null}
     </div>
     ${a.note ? html`<div class="fe-note">${a.note}</div>` : null}
-    ${stories.map((s) => html`<div class="fe-note">staleness decision: <button class="fe-link" onClick=${() => ctx.selectStory(s.key)}>${s.policy} ${s.decision} at step ${s.step}</button></div>`)}
+    ${stories.map((s) => html`<div class="fe-note">staleness decision: <button class="fe-link" onClick=${() => ctx.selectStory(s.key)}>${s.policy}: ${s.decision} before ${s.point}, step ${s.step}</button></div>`)}
     ${row && (row.scores || []).length
       ? html`<div class="fe-subtitle">per-instance scores</div>
         <div class="fe-scores">${row.scores.map((v, i) => html`<span class=${"fe-score-cell" + (v >= 1 ? " fe-score-1" : v <= 0 ? " fe-score-0" : "")} title=${(inst[i] || "#" + i) + ": " + v}>
