@@ -412,3 +412,18 @@ def test_the_wheel_carries_the_built_front_end(tmp_path: Path) -> None:
         packed = zipfile.ZipFile(wheel).read(f"flashevolve_nb/ui/static/{name}")
         assert packed == (repo / "flashevolve_nb/ui/static" / name).read_bytes()
     assert not [n for n in names if n.startswith("widgets/")]  # sources stay out
+
+
+def test_a_workloads_change_record_reaches_the_page() -> None:
+    h = RunHistory(["v"])
+    seed = Artifact("a0", {"playbook": "## x\n"})
+    child = seed.derive(
+        "a1", {"playbook": "## x\n[b-1] helpful=0 harmful=0 :: Be brief.\n"}, origin="proposal",
+        base_version=1, created_at=1.0,
+        meta={"ace": {"added": ["b-1"], "delta": "ADD [x] Be brief.", "duplicates": 0}},
+    )  # fmt: skip
+    h.note_artifact(seed)
+    h.note_artifact(child)
+    arts = h.full()[0]["artifacts"]
+    assert arts["a0"]["change"] == {}
+    assert arts["a1"]["change"] == {"added": ["b-1"], "delta": "ADD [x] Be brief.", "duplicates": 0}

@@ -14,6 +14,7 @@ dictionary updates; readers on other threads take deltas under a lock.
 from __future__ import annotations
 
 import bisect
+import json
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -90,9 +91,25 @@ def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
+CHANGE_KEYS = ("change", "ace")
+"""``Artifact.meta`` keys where a workload keeps its own record of what a child changed
+(ACE: the delta's operations, bullets added or merged, tags remapped, duplicates)."""
+
+
+def _change(meta: Mapping[str, Any]) -> dict[str, Any]:
+    for key in CHANGE_KEYS:
+        record = meta.get(key)
+        if isinstance(record, Mapping):
+            # Plain JSON only: the page shows it as a list of names and values.
+            plain = json.loads(json.dumps(dict(record), default=str))
+            return plain if isinstance(plain, dict) else {}
+    return {}
+
+
 def artifact_json(a: Artifact) -> dict[str, Any]:
     feedback = a.meta.get("feedback", ())
     return {
+        "change": _change(a.meta),
         "id": a.id,
         "parents": list(a.parents),
         "origin": str(a.origin),

@@ -99,6 +99,21 @@ export function ArtifactDiff({ a, b, title }) {
   </div>`;
 }
 
+/** A workload's own record of what an artifact changed (``change`` in the model): one row
+ * per name, lists joined, multi-line text kept as text. Nothing when the record is empty. */
+export function ChangeRecord({ change, title = "what the workload recorded" }) {
+  const rows = Object.entries(change || {}).filter(([, v]) => v !== null && v !== "" &&
+    !(Array.isArray(v) && v.length === 0) && !(typeof v === "object" && !Array.isArray(v) && Object.keys(v).length === 0));
+  if (!rows.length) return null;
+  const show = (v) => Array.isArray(v) ? v.join(", ")
+    : typeof v === "object" ? Object.entries(v).map(([k, x]) => k + " → " + (Array.isArray(x) ? x.join(", ") : x)).join("; ")
+    : String(v);
+  return html`<div class="fe-change"><div class="fe-subtitle">${title}</div>
+    ${rows.map(([k, v]) => html`<div class="fe-change-row"><span class="fe-change-k">${k.replace(/_/g, " ")}</span>
+      ${typeof v === "string" && v.includes("\n") ? html`<${Pre} text=${v} />` : html`<span class="fe-change-v">${show(v)}</span>`}</div>`)}
+  </div>`;
+}
+
 export function Badge({ text, cls = "" }) {
   return html`<span class="fe-badge ${cls}">${text}</span>`;
 }

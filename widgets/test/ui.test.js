@@ -459,3 +459,20 @@ test("renderStandalone renders a stored run with controls hidden", () => {
   assert.equal(typeof globalThis.flashevolveRenderStandalone, "function");
   r.unmount();
 });
+
+test("a workload's change record shows in the artifact detail, as text", async () => {
+  const model = fixture();
+  const id = Object.keys(model.artifacts).find((k) => (model.artifacts[k].parents || []).length);
+  model.artifacts[id].change = { added: ["b-7", "b-8"], merged: { "b-2": ["b-9"] }, duplicates: 2,
+    delta: "ADD [x] " + HOSTILE[0] + "\nDELETE b-3", notes: [] };
+  const { $, $$, tab, el } = setup(model);
+  await tab("lineage");
+  click($$(".fe-node").find((n) => n.getAttribute("data-id") === id));
+  await tick();
+  const rows = $$(".fe-artifact-detail .fe-change-row").map((r) => r.textContent);
+  assert.ok(rows.some((t) => t.includes("added") && t.includes("b-7, b-8")), rows.join(" | "));
+  assert.ok(rows.some((t) => t.includes("merged") && t.includes("b-2 → b-9")));
+  assert.ok(rows.some((t) => t.includes("delta") && t.includes(HOSTILE[0])));
+  assert.ok(!rows.some((t) => t.startsWith("notes")), "empty entries are left out");
+  noHostileElements(el);
+});

@@ -1,5 +1,5 @@
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
-import { html, Pre, ArtifactDiff, Badge } from "../widgets.js";
+import { html, Pre, ArtifactDiff, Badge, ChangeRecord } from "../widgets.js";
 import { ORIGIN_COLORS, score, clock } from "../format.js";
 
 // ---------------------------------------------------------------------------
@@ -428,6 +428,7 @@ export function ArtifactDetail({ m, ctx, id }) {
         <${ArtifactDiff} a=${parent} b=${a} title=${p0 ? "diff against " + p0 : "no parent (seed)"} />
       </div>
     </div>
+    <${ChangeRecord} change=${a.change} />
     ${(a.feedback || []).length
       ? html`<div class="fe-subtitle">feedback that produced it</div>
         <div class="fe-feedback">${a.feedback.map((f) => html`<div class="fe-fb">

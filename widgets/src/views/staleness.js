@@ -1,4 +1,4 @@
-import { html, ArtifactDiff, Badge, Pre } from "../widgets.js";
+import { html, ArtifactDiff, Badge, ChangeRecord, Pre } from "../widgets.js";
 import { DECISION_CLASS, clock, score } from "../format.js";
 
 const OUTCOME_CLASS = { admitted: "fe-out-ok", pending: "fe-out-pending", gated_out: "fe-out-bad", discarded: "fe-out-bad", failed: "fe-out-bad", cancelled: "fe-out-bad" };
@@ -41,6 +41,7 @@ function StoryDetail({ m, ctx, s }) {
       <li class="fe-teach-b">
         <div class="fe-teach-title">b. the stale proposal <${Artlink} id=${s.stale_id} ctx=${ctx} /> against its parent</div>
         <${ArtifactDiff} a=${A[parentId]} b=${stale} />
+        <${ChangeRecord} change=${stale && stale.change} title="what the proposal changed" />
       </li>
       <li class="fe-teach-c">
         <div class="fe-teach-title">c. the decision: <span class=${"fe-decision " + (DECISION_CLASS[s.decision] || "")}>${s.decision}</span> by the ${s.policy} policy</div>
@@ -53,7 +54,8 @@ function StoryDetail({ m, ctx, s }) {
       </li>
       <li class="fe-teach-d">
         <div class="fe-teach-title">d. the repair ${s.replacement_id ? html`<${Artlink} id=${s.replacement_id} ctx=${ctx} /> against the best at decision time <${Artlink} id=${s.best_id} ctx=${ctx} />` : ""}</div>
-        ${s.replacement_id ? html`<${ArtifactDiff} a=${A[s.best_id]} b=${A[s.replacement_id]} />` : html`<div class="fe-muted">no repair (${s.decision})</div>`}
+        ${s.replacement_id ? html`<${ArtifactDiff} a=${A[s.best_id]} b=${A[s.replacement_id]} />
+          <${ChangeRecord} change=${A[s.replacement_id] && A[s.replacement_id].change} title="what the repair did" />` : html`<div class="fe-muted">no repair (${s.decision})</div>`}
       </li>
       <li class="fe-teach-e">
         <div class="fe-teach-title">e. the outcome</div>
