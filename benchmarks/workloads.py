@@ -1,5 +1,8 @@
 """Each workload, synchronous vs asynchronous, at equal simulated time; and ACE's rebase.
 
+Workloads: GEPA (a system prompt), ACE (a playbook) and Meta-Harness (a
+harness program, each candidate run in a sandboxed process).
+
 Every workload that has a simulated demo (``start(workload=...)``) runs on the
 offline simulator (simulated vLLM server) on the virtual clock, so each run is
 exactly reproducible and its figures do not depend on how busy the machine
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -46,12 +50,15 @@ class Outcome:
 
 
 def run(workload: str, config: DemoConfig) -> Outcome:
-    demo = demo_builder(workload)(config)
-    loop = virtual_event_loop()
-    try:
-        result = loop.run_until_complete(demo.run())
-    finally:
-        loop.close()
+    with tempfile.TemporaryDirectory(prefix="flashevolve-bench-") as scratch:
+        # Meta-Harness keeps every candidate in a folder: here, one that goes afterwards.
+        extra = {"history_dir": scratch} if workload == "meta-harness" else {}
+        demo = demo_builder(workload)(config, **extra)
+        loop = virtual_event_loop()
+        try:
+            result = loop.run_until_complete(demo.run())
+        finally:
+            loop.close()
     s = result.stats
     return Outcome(s.proposals_per_min, s.accepted, s.seed_score, s.best_score, demo)
 

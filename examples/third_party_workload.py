@@ -33,7 +33,7 @@ import random
 from collections import Counter
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flashevolve_nb.clock import Clock, virtual_event_loop
 from flashevolve_nb.engine import (
@@ -51,6 +51,7 @@ from flashevolve_nb.engine import (
     make_selector,
 )
 from flashevolve_nb.engine.controller import ControllerParams
+from flashevolve_nb.engine.duplicates import Duplicates
 from flashevolve_nb.engine.events import ProposalFailed, ProposalMade, ValidationDone
 from flashevolve_nb.engine.partial import Partial, release_partial
 from flashevolve_nb.engine.speculation import (
@@ -59,7 +60,17 @@ from flashevolve_nb.engine.speculation import (
     speculation_of,
     stage_alpha,
 )
-from flashevolve_nb.engine.workload import SeedEntry
+from flashevolve_nb.engine.workload import (
+    DecisionPoints,
+    ModelRoles,
+    PartialStages,
+    PendingValidations,
+    Rebasing,
+    SeedEntry,
+    StepsFromParent,
+    ValidationStage,
+    Workload,
+)
 from flashevolve_nb.llm.protocol import LLM
 from flashevolve_nb.sim import Instance, RulebookTask, Simulator
 from flashevolve_nb.sim.rules import RULES
@@ -103,7 +114,11 @@ class HintStep:
 
 
 class HintSelectionWorkload:
-    """Evolve a selection of at most ``max_hints`` hints from ``LIBRARY``."""
+    """Evolve a selection of at most ``max_hints`` hints from ``LIBRARY``.
+
+    A mutation keeps a selection within ``max_hints``. A reflective repair merges
+    two selections and may hold more; a mutation from it drops one again.
+    """
 
     # ---- optional capabilities (see docs/WORKLOADS.md) -----------------------
     default_decision_points: tuple[str, ...] = ("validate", "admit")
@@ -127,6 +142,7 @@ class HintSelectionWorkload:
         self._train = {inst.id: inst for inst in task.train}
         self._val = list(task.val)
         self._selector = make_selector("pareto")
+        self._duplicates = Duplicates()
 
     # ---- the required Workload protocol ---------------------------------------
     @property
@@ -142,7 +158,7 @@ class HintSelectionWorkload:
         return (
             StageSpec("probe", self._probe, 4, calls, "run the parent on a training minibatch"),
             StageSpec("mutate", self._mutate, 2, proposals, "swap in a hint for a failure seen"),
-            StageSpec("validate", self._validate, 4, calls, "score the child on the validation set"),
+            StageSpec("validate", self._validate, 4, calls, "score the child on the valset"),
         )
 
     def instance_ids(self) -> Sequence[str]:
@@ -281,12 +297,16 @@ class HintSelectionWorkload:
             # A patched (repaired) item re-enters here: the stale artifact's scores are moot.
             p.pending.full.cancel()
             p = replace(p, pending=None)
-        same = [e.artifact.id for e in ctx.pool if e.artifact[COMPONENT] == item.artifact[COMPONENT]]
-        if same:
-            ctx.end_step(f"duplicate: same hints as {same[0]}, already in the pool")
+        duplicate = self._duplicates.claim(ctx.pool, item.artifact)
+        if duplicate:
+            ctx.end_step(duplicate)  # "duplicate: same text as ..." (RunStats.duplicates)
             return []
         calls = [self._score_one(c) for c in self._calls(ctx, item.artifact, self._val)]
-        partial = await release_partial(ctx, calls, stage_alpha(ctx), item_id=item.id)
+        try:
+            partial = await release_partial(ctx, calls, stage_alpha(ctx), item_id=item.id)
+        except BaseException:
+            self._duplicates.release(item.artifact)  # not validated: the text is free again
+            raise
         if partial.complete:
             scores = await self._finish_validation(ctx, item, partial)
             return [item.evolve(payload=replace(p, val_scores=scores))]
@@ -338,6 +358,17 @@ class HintSelectionWorkload:
         self, ctx: StageContext, artifact: Artifact, instances: Sequence[Instance]
     ) -> list[float]:
         return [s for s, _ in await asyncio.gather(*self._calls(ctx, artifact, instances))]
+
+
+if TYPE_CHECKING:
+    # mypy checks here that the class has the capabilities it means to have.
+    def _capabilities(
+        w: HintSelectionWorkload,
+    ) -> tuple[
+        Workload, DecisionPoints, ValidationStage, PartialStages, PendingValidations,
+        StepsFromParent, ModelRoles, Rebasing,
+    ]:  # fmt: skip
+        return (w, w, w, w, w, w, w, w)
 
 
 # ---- running it ------------------------------------------------------------------------

@@ -22,6 +22,7 @@ that caught those still does. The tree (module in brackets)::
      ├── RunStoreError (RuntimeError)        writing the run store failed [store.errors]
      ├── AdapterContractError (ValueError)   a gepa adapter broke its contract [compat.calls]
      ├── PlaybookFormatError (ValueError)    an ACE playbook does not parse [workloads.ace]
+     ├── SandboxError (RuntimeError)         no sandbox for harness code  [workloads.meta_harness]
      ├── CancelledInThread (RuntimeError)    user code cancelled itself   [compat.calls]
      ├── RunEnded (RuntimeError)             a control on an ended run    [runtime.run]
      ├── LoopUnresponsive (TimeoutError)     the run's loop is blocked    [runtime.loop]

@@ -97,3 +97,17 @@ def test_the_vllm_example_launches_a_tiny_model_on_the_cpu() -> None:
     m = re.search(r"(\d+) LLM calls over HTTP", out)
     assert m and int(m[1]) > 0, out
     assert "(vllm:tiny-llama)" in out
+
+
+def test_a_third_party_workload_runs_with_a_policy_speculation_and_the_controller() -> None:
+    out = script("third_party_workload.py", "--minutes", "8", "--policy", "reflective")
+    assert "workload: hint-selection:rulebook" in out
+    m = re.search(r"simulated run: (\d+) proposals, (\d+) accepted", out)
+    assert m and int(m[1]) > 0 and int(m[2]) > 0, out
+    stale = re.search(r"stale decisions \(reflective\): (\d+) \(\d+ accept, (\d+) patch", out)
+    assert stale and int(stale[1]) > 0 and int(stale[2]) > 0, out
+    spec = re.search(r"speculative admissions: (\d+) \((\d+) confirmed, (\d+) rolled back\)", out)
+    assert spec and int(spec[1]) > 0 and int(spec[2]) + int(spec[3]) == int(spec[1]), out
+    assert re.search(r"controller actions: [1-9]", out), out
+    scores = re.search(r"seed score ([\d.]+) -> best score ([\d.]+)", out)
+    assert scores and float(scores[2]) > float(scores[1])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,3 +58,38 @@ def test_the_demo_command_runs_ace_with_its_rebase_policy(tmp_path: Path) -> Non
     (figures,) = json.loads(out.read_text())
     assert figures["stale_seen"] > 0
     assert figures["decisions"].get("patch", 0) > 0  # rebased deltas
+
+
+def test_the_demo_command_runs_meta_harness_and_says_where_the_candidates_are(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # its history folder lands in tmp_path
+    r = subprocess.run(
+        [sys.executable, "-m", "flashevolve_nb", "demo", "--workload", "meta-harness",
+         "--clock", "virtual", "--minutes", "10", "--no-progress"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Meta-Harness on the simulated 'tickets' task")
+    assert "best harness (async" in r.stdout and "def build_context" in r.stdout
+    where = r.stdout.split("every candidate's code, scores and traces (async): ", 1)[1]
+    where = where.splitlines()[0].strip()
+    folders = sorted(Path(where).iterdir())
+    assert Path(where).parent == tmp_path and len(folders) > 3
+    assert {p.name for p in folders[0].iterdir()} >= {"harness.py", "scores.json"}
+
+
+def test_start_runs_meta_harness(runs: list[Run], monkeypatch: pytest.MonkeyPatch,
+                                 tmp_path: Path) -> None:  # fmt: skip
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    run = start(workload="meta-harness", minutes=10, time_scale=600, seed=0)
+    runs.append(run)
+    result = run.wait(timeout=120)
+    assert result.stats.accepted >= 1 and result.best_score > result.stats.seed_score
+    assert all("context_tokens" in e.objectives for e in result.pool.entries)
+    dash = run.dashboard(autostart=False)
+    rows = dash.archive["pool"]
+    assert rows and all(r["objectives"]["context_tokens"] > 0 for r in rows)
+    best = dash.archive["artifacts"][dash.archive["snapshot"]["pool"]["best_id"]]
+    assert "def build_context" in next(iter(best["components"].values()))  # code, as text
+    dash.close()

@@ -42,6 +42,8 @@ class DemoOutcome:
     real_seconds: float
     held_out: HeldOut | None
     workload: str = "gepa"
+    history_dir: str = ""
+    """Meta-Harness: the folder holding every candidate's code, scores and traces."""
 
 
 def add_parser(sub: Any) -> None:
@@ -58,9 +60,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--workload",
         default="gepa",
-        choices=["gepa", "ace"],
-        help="what evolves: GEPA's system prompt, or ACE's playbook (generator, reflector, "
-        "curator; the staleness policy 'rebase' is ACE's own)",
+        choices=["gepa", "ace", "meta-harness"],
+        help="what evolves: GEPA's system prompt, ACE's playbook (generator, reflector, "
+        "curator; the staleness policy 'rebase' is ACE's own), or Meta-Harness's harness "
+        "program (run sandboxed; every candidate's code, scores and traces kept in a folder)",
     )
     p.add_argument(
         "--profile",
@@ -315,7 +318,8 @@ def run_demo(
             held_out = loop.run_until_complete(demo.held_out(result))
     finally:
         loop.close()
-    return DemoOutcome(config, result, real, held_out, workload)
+    history = str(getattr(demo, "history_dir", "") or "")
+    return DemoOutcome(config, result, real, held_out, workload, history)
 
 
 def _stop_on_ctrl_c(loop: asyncio.AbstractEventLoop, pipeline: Pipeline) -> None:
@@ -480,9 +484,11 @@ def _summary(outcomes: list[DemoOutcome], clock: str, *, compared: bool = False)
     figs = [_figures(o) for o in outcomes]
     c = outcomes[0].config
     workload = outcomes[0].workload
-    what = {"gepa": ("GEPA", "prompt"), "ace": ("ACE", "playbook")}.get(workload, (workload, ""))
+    what = {"gepa": ("GEPA", "prompt"), "ace": ("ACE", "playbook"),
+            "meta-harness": ("Meta-Harness", "harness")}.get(workload, (workload, ""))  # fmt: skip
     head = (
-        f"{what[0]} on the simulated 'rulebook' task, simulated '{c.profile}' server, "
+        f"{what[0]} on the simulated '{'tickets' if workload == 'meta-harness' else 'rulebook'}' "
+        f"task, simulated '{c.profile}' server, "
         f"seed {c.seed}, "
         f"budget {c.minutes:g} simulated minutes"
         + (f", time scale {c.time_scale:g}x" if clock == "real" else ", virtual clock")
@@ -512,5 +518,9 @@ def _summary(outcomes: list[DemoOutcome], clock: str, *, compared: bool = False)
     best = outcomes[0].result
     lines += ["", f"best {what[1] or 'artifact'} ({outcomes[0].config.mode}, {best.best.id}):"]
     lines += ["  " + ln for ln in best.best[next(iter(best.best))].splitlines()]
+    for o in outcomes:
+        if o.history_dir:
+            lines += ["", f"every candidate's code, scores and traces ({o.config.mode}): "
+                      f"{o.history_dir}"]  # fmt: skip
     lines += ["", _LEGEND, "", *_next_steps(outcomes, compared)]
     return "\n".join(lines)

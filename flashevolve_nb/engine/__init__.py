@@ -19,7 +19,7 @@ from flashevolve_nb.engine.pipeline import (
     PipelineSnapshot,
     RunFailed,
 )
-from flashevolve_nb.engine.pool import Pool, PoolEntry, PoolSnapshot
+from flashevolve_nb.engine.pool import Direction, Pool, PoolEntry, PoolSnapshot
 from flashevolve_nb.engine.result import RunResult
 from flashevolve_nb.engine.selection import (
     CurrentBest,
@@ -35,6 +35,7 @@ from flashevolve_nb.engine.workload import (
     DecisionPoints,
     HumanSteps,
     ModelRoles,
+    Objectives,
     PartialStages,
     PendingValidations,
     Rebasing,
@@ -54,10 +55,12 @@ __all__ = [
     "CurrentBest",
     "Decision",
     "DecisionPoints",
+    "Direction",
     "EpsilonGreedy",
     "EventBus",
     "HumanSteps",
     "ModelRoles",
+    "Objectives",
     "Origin",
     "ParentSelector",
     "ParetoSelector",

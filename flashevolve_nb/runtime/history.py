@@ -189,6 +189,7 @@ class RunHistory:
                 t=entry.admitted_at,
                 score=_finite(entry.score),
                 scores=[_finite(s) for s in entry.scores],
+                objectives={k: _finite(v) for k, v in entry.objectives.items()},
                 state=state,
             )
             self._upsert_pool(row)

@@ -86,6 +86,7 @@ def start(
 DEMOS = {
     "gepa": ("flashevolve_nb.demo", "build_demo"),
     "ace": ("flashevolve_nb.workloads.ace.demo", "build_ace_demo"),
+    "meta-harness": ("flashevolve_nb.workloads.meta_harness.demo", "build_meta_harness_demo"),
 }
 """The simulated demo of each workload: ``start(workload=...)``, ``flashevolve demo --workload``."""
 

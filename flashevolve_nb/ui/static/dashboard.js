@@ -127,6 +127,7 @@ function Os(e){e=e&&typeof e=="object"?e:{};let t={stages:[],instance_ids:[],pol
       <${Ot} text=${l.origin} cls=${"fe-origin-badge fe-origin-"+l.origin} />
       ${s?w`<${Ot} text=${"v"+s.version+" · "+s.state} cls=${"fe-badge-"+s.state} />`:w`<${Ot} text="not in pool" />`}
       ${s?w`<span class="fe-kv">score <b>${lt(s.score)}</b></span>`:null}
+      ${s&&s.objectives?Object.entries(s.objectives).map(([h,_])=>w`<span class="fe-kv fe-objective">${h.replace(/_/g," ")} <b>${_==null?"–":Number.isInteger(_)?_:_.toFixed(1)}</b></span>`):null}
       ${e.snapshot.pool&&e.snapshot.pool.best_id===n?w`<${Ot} text="best" cls="fe-badge-best" />`:null}
       <span class="fe-kv">parents ${(l.parents||[]).length?l.parents.map(h=>w`<button class="fe-link" onClick=${()=>t.setSel(h)}>${h}</button> `):"none"}</span>
       <span class="fe-kv">step ${l.step??"–"} · base v${l.base_version??"–"} · created ${Ue(l.created_at)}</span>

@@ -1,6 +1,6 @@
 """The trusted bootstrap that runs one untrusted harness inside the sandbox.
 
-Executed as a script (``python -I runner.py``) by :mod:`.sandbox`, never
+Executed as a script (``python -I -S runner.py``) by :mod:`.sandbox`, never
 imported by the package: it must not import ``flashevolve_nb`` and uses the
 standard library only. In order, it
 
@@ -12,7 +12,9 @@ standard library only. In order, it
 3. installs an audit hook (``--guard``) that refuses, for the rest of the
    process's life, sockets, new processes, ``ctypes`` and any write or
    removal of a file outside the working directory;
-4. imports ``harness.py`` from the working directory, feeds every training
+4. compiles ``harness.py`` from the working directory (its syntax check:
+   untrusted source is never even parsed outside the sandbox), imports it,
+   feeds every training
    example to ``update_memory`` and asks ``build_context`` for every task;
 5. writes one JSON object to its original stdout: the contexts, or the stage
    that failed with the error.
@@ -26,14 +28,39 @@ import json
 import os
 import sys
 import traceback
-from typing import Any
+import types
+from typing import Any, NoReturn
 
 MAX_SAMPLES = 5
 PRELOADED = (
-    "bisect", "collections", "copy", "dataclasses", "datetime", "decimal", "difflib",
-    "enum", "fractions", "functools", "hashlib", "heapq", "importlib.util", "itertools",
-    "json", "math", "operator", "random", "re", "resource", "socket", "statistics", "string",
-    "textwrap", "traceback", "typing", "unicodedata",
+    "bisect",
+    "collections",
+    "copy",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "difflib",
+    "encodings.idna",
+    "enum",
+    "fractions",
+    "functools",
+    "hashlib",
+    "heapq",
+    "importlib.util",
+    "itertools",
+    "json",
+    "math",
+    "operator",
+    "random",
+    "re",
+    "resource",
+    "socket",
+    "statistics",
+    "string",
+    "textwrap",
+    "traceback",
+    "typing",
+    "unicodedata",
 )
 """Imported before privileges are dropped: the unprivileged user may be unable to read
 the interpreter's library (``/root/.pyenv``...), so these are what a harness can use."""
@@ -67,7 +94,7 @@ def install_guard(root: str) -> None:
         if event in _REFUSED or event.startswith(_REFUSED_PREFIXES):
             raise PermissionError(f"sandbox: {event} is not allowed")
         if event == "open":
-            path, mode, flags = (tuple(args) + (None, None, None))[:3]
+            path, mode, flags = (*tuple(args), None, None, None)[:3]
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
                 isinstance(flags, int) and flags & _WRITE_FLAGS
             )
@@ -92,7 +119,9 @@ def drop_privileges(uid: int, gid: int) -> None:
 
 def _messages(value: Any) -> list[dict[str, str]]:
     if not isinstance(value, list) or not value:
-        raise TypeError(f"build_context must return a non-empty list of messages, not {value!r:.80}")
+        raise TypeError(
+            f"build_context must return a non-empty list of messages, not {value!r:.80}"
+        )
     out = []
     for m in value:
         if not isinstance(m, dict) or not isinstance(m.get("content"), str):
@@ -113,16 +142,16 @@ def _failure(stage: str, exc: BaseException) -> dict[str, Any]:
 
 
 def run(data: dict[str, Any]) -> dict[str, Any]:
-    import importlib.util
-
-    stage = "import"
+    stage = "syntax"
     try:
-        spec = importlib.util.spec_from_file_location("harness", os.path.abspath("harness.py"))
-        if spec is None or spec.loader is None:
-            raise ImportError("harness.py cannot be loaded")
-        module = importlib.util.module_from_spec(spec)
+        path = os.path.abspath("harness.py")
+        with open(path, encoding="utf-8") as f:
+            code = compile(f.read(), "harness.py", "exec", dont_inherit=True)
+        stage = "import"
+        module = types.ModuleType("harness")
+        module.__file__ = path
         sys.modules["harness"] = module
-        spec.loader.exec_module(module)
+        exec(code, module.__dict__)
         stage = "interface"
         build = getattr(module, "build_context", None)
         update = getattr(module, "update_memory", None)
@@ -147,7 +176,7 @@ def run(data: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "samples": samples, "contexts": contexts}
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> NoReturn:
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # what the harness prints goes to stderr
     sys.stdout = sys.stderr
@@ -169,8 +198,9 @@ def main(argv: list[str]) -> int:
         text = json.dumps(_failure("output", exc))
     out.write(text)
     out.flush()
-    return 0
+    # Now, without waiting for threads or exit handlers the harness may have left.
+    os._exit(0)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(sys.argv[1:])

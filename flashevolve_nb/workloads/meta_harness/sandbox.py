@@ -2,7 +2,8 @@
 
 A candidate harness is code a model wrote; it may loop forever, crash, eat
 memory, open sockets or write anywhere. :class:`Sandbox` runs it in its own
-process (``python -I`` on the trusted bootstrap :mod:`.runner`) and answers a
+process (``python -I -S``: no environment variables, user site or ``.pth``
+files; on the trusted bootstrap :mod:`.runner`) and answers a
 :class:`SandboxResult`: the contexts it built, or why it failed. Whatever the
 harness does, only that candidate fails; the run goes on.
 
@@ -18,10 +19,11 @@ What is enforced (``Sandbox.isolation`` says which layers applied):
   fails with ``MemoryError`` or kills the process.
 - **Output**: stdout and stderr are files capped by ``RLIMIT_FSIZE``; no core
   files.
-- **Network**: a fresh network namespace with no interface but a downed
+- **Network**: a fresh network namespace whose only interface is a downed
   loopback (``unshare --net``) when the ``unshare`` tool works here (it needs
-  root or user namespaces); otherwise, and always in addition, the bootstrap's
-  audit hook refuses creating any socket.
+  root or user namespaces); otherwise, and in addition unless ``guard`` is
+  off, the bootstrap's audit hook refuses creating any socket and resolving
+  any name.
 - **Files and processes**: a fresh temporary working directory with ``HOME``
   and ``TMPDIR`` inside it. When the parent is root the bootstrap drops to
   ``nobody`` (no groups, ``RLIMIT_NPROC`` 0) before importing the harness, so
@@ -30,6 +32,10 @@ What is enforced (``Sandbox.isolation`` says which layers applied):
   harness is imported and impossible to remove from Python, refuses opening
   a file for writing, removing, renaming or creating one outside the working
   directory, starting processes and loading ``ctypes``.
+
+As ``nobody`` the harness may be unable to read the interpreter's library
+(under ``/root``): it can import the modules the bootstrap preloads, no
+others.
 
 Not enforced: reading files the user may read; writing world-writable
 places (``/tmp``, ``/dev/shm``) by native code that bypasses the audit hook
@@ -42,12 +48,14 @@ between it and the parent's files.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import math
 import os
 import pwd
 import resource
+import select
 import shutil
 import signal
 import subprocess
@@ -59,9 +67,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flashevolve_nb.errors import FlashEvolveError
 from flashevolve_nb.llm.protocol import Message
 
-__all__ = ["Isolation", "Sandbox", "SandboxLimits", "SandboxResult", "network_namespace_works"]
+__all__ = [
+    "Isolation", "Sandbox", "SandboxError", "SandboxLimits", "SandboxResult",
+    "network_namespace_works",
+]  # fmt: skip
+
+
+class SandboxError(FlashEvolveError, RuntimeError):
+    """The sandbox itself cannot run here (not a harness's fault: that is a failed result)."""
+
 
 RUNNER = Path(__file__).with_name("runner.py")
 
@@ -128,9 +145,7 @@ def network_namespace_works() -> bool:
     if tool is None:
         return False
     try:
-        done = subprocess.run(
-            [tool, "--net", "true"], capture_output=True, timeout=10, check=False
-        )
+        done = subprocess.run([tool, "--net", "true"], capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0
@@ -152,9 +167,11 @@ class Sandbox:
     """Runs harnesses one process each, ``max_parallel`` at a time.
 
     ``inline``: :meth:`arun` runs the process on the event loop's thread,
-    blocking it. A simulated run on a virtual clock wants this: the clock
-    stands still while the harness runs, so the run is the same whatever the
-    machine's speed. A real run wants the default (a worker thread).
+    blocking it, instead of in a worker thread. A simulated run on a virtual
+    clock wants this: the clock stands still while the harness runs, so the
+    run is the same whatever the machine's speed; a run on a real clock wants
+    the loop free. None (the default): inline exactly when the running loop's
+    clock is virtual (``looptime`` with its time compaction on).
     """
 
     def __init__(
@@ -162,7 +179,7 @@ class Sandbox:
         limits: SandboxLimits | None = None,
         *,
         max_parallel: int = 2,
-        inline: bool = False,
+        inline: bool | None = None,
         python: str = sys.executable,
     ) -> None:
         if max_parallel < 1:
@@ -178,7 +195,13 @@ class Sandbox:
         )
         self._drop: tuple[int, int] | None = None
         if self.limits.drop_to is not None and os.geteuid() == 0:
-            user = pwd.getpwnam(self.limits.drop_to)
+            try:
+                user = pwd.getpwnam(self.limits.drop_to)
+            except KeyError:
+                raise ValueError(
+                    f"no user {self.limits.drop_to!r} to run harnesses as; name another "
+                    "(SandboxLimits.drop_to) or None to keep root's"
+                ) from None
             self._drop = (user.pw_uid, user.pw_gid)
 
     @property
@@ -200,9 +223,24 @@ class Sandbox:
     ) -> SandboxResult:
         """:meth:`run`, without holding up the event loop unless ``inline``."""
         async with self._slots:
-            if self.inline:
+            if self.inline if self.inline is not None else _virtual_clock():
                 return self.run(code, train, tasks)
             return await asyncio.to_thread(self.run, code, train, tasks)
+
+    def _scratch(self) -> str | None:
+        """Where work directories go: the temp dir, unless the user the harness runs as
+        cannot reach it (a private ``TMPDIR``, pytest's 0700 temp dirs): then the first
+        world-traversable system temp dir."""
+        if self._drop is None:
+            return None
+        for candidate in (tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"):
+            if _traversable_by_all(Path(candidate)):
+                return candidate
+        raise SandboxError(
+            "the harness runs as an unprivileged user, who cannot reach any temp directory "
+            f"({tempfile.gettempdir()}, /tmp, /var/tmp, /dev/shm); make one world-traversable "
+            "(chmod o+x) or run with SandboxLimits(drop_to=None)"
+        )
 
     def run(
         self,
@@ -213,7 +251,7 @@ class Sandbox:
         """Import ``code`` as ``harness.py``, feed it the training examples
         (``update_memory``) and ask it for the context of every task (blocking)."""
         lim = self.limits
-        base = Path(tempfile.mkdtemp(prefix="flashevolve-harness-"))
+        base = Path(tempfile.mkdtemp(prefix="flashevolve-harness-", dir=self._scratch()))
         try:
             # The base is the sandbox's: traversable, not listable or writable by the harness.
             base.chmod(0o711)
@@ -226,7 +264,7 @@ class Sandbox:
             (base / "in.json").write_text(
                 json.dumps({"train": list(train), "tasks": list(tasks)}), encoding="utf-8"
             )
-            argv = [self.python, "-I", str(RUNNER)]
+            argv = [self.python, "-I", "-S", str(RUNNER)]
             if self._drop is not None:
                 argv += ["--drop", f"{self._drop[0]}:{self._drop[1]}"]
             if lim.guard:
@@ -254,17 +292,12 @@ class Sandbox:
                 argv, stdin=stdin, stdout=stdout, stderr=stderr, cwd=work, env=env,
                 preexec_fn=preexec, start_new_session=True, close_fds=True,
             )  # fmt: skip
-            timed_out = False
             try:
-                proc.wait(timeout=lim.time_limit)
-            except subprocess.TimeoutExpired:
-                timed_out = True
+                timed_out = not _exits_within(proc, lim.time_limit)
             finally:
                 # The whole session: a harness that forked anyway leaves nothing behind.
-                try:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
                 proc.wait()
         seconds = time.monotonic() - started
         err = _tail(base / "err.txt")
@@ -273,6 +306,29 @@ class Sandbox:
                                  f"{lim.time_limit:g} s (wall clock)", stderr=err,
                                  seconds=seconds)  # fmt: skip
         return _read_answer(base / "out.json", proc.returncode, err, seconds, lim)
+
+
+def _virtual_clock() -> bool:
+    """True on a loop whose clock jumps ahead when every task waits (``looptime``)."""
+    return bool(getattr(asyncio.get_running_loop(), "looptime_on", False))
+
+
+def _exits_within(proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Wait for ``proc`` to end, at most ``seconds``; True when it did."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd here: Popen's polling wait
+        try:
+            proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    try:
+        # Readable the moment the process exits (Popen.wait polls with sleeps instead).
+        ready, _, _ = select.select([pidfd], [], [], seconds)
+    finally:
+        os.close(pidfd)
+    return bool(ready)
 
 
 def _tail(path: Path, limit: int = 2000) -> str:
@@ -306,7 +362,7 @@ def _read_answer(
     if returncode < 0:
         return failed(_killed(returncode, lim))
     size = path.stat().st_size if path.exists() else 0
-    if size > lim.output_mb * 2**20:
+    if size >= lim.output_mb * 2**20:
         return failed(f"output: larger than {lim.output_mb} MiB")
     try:
         answer = json.loads(path.read_text(encoding="utf-8") or "null")
@@ -342,3 +398,12 @@ def _contexts(answer: Mapping[str, Any], err: str, seconds: float) -> SandboxRes
             checked.append({"role": m["role"], "content": m["content"]})
         contexts.append(tuple(checked))
     return SandboxResult(True, tuple(contexts), samples, stderr=err, seconds=seconds)
+
+
+def _traversable_by_all(path: Path) -> bool:
+    """Whether every directory from the root down to ``path`` lets any user through."""
+    try:
+        p = path.resolve()
+        return p.is_dir() and all(d.stat().st_mode & 0o001 for d in (p, *p.parents))
+    except OSError:
+        return False

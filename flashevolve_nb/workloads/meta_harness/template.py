@@ -47,7 +47,7 @@ SAMPLES = {samples}
 PER_LABEL = {per_label}
 # --- end knobs ---"""
 
-_BODY = '''
+_BODY = """
 import re
 
 WORD = re.compile(r"[a-z]+")
@@ -100,20 +100,25 @@ def build_context(task, memory):
         {"role": "system", "content": "\\n".join(lines)},
         {"role": "user", "content": "Input: " + task["input"]},
     ]
-'''
+"""
 
 
 def render(knobs: Knobs) -> str:
     """A complete harness program with these knobs."""
     header = '"""A harness: memory of labelled examples, few-shot retrieval, instructions."""\n\n'
-    return header + _BLOCK.format(
-        retrieve=knobs.retrieve,
-        selection=knobs.selection,
-        list_labels=knobs.list_labels,
-        format_hint=knobs.format_hint,
-        samples=knobs.samples,
-        per_label=knobs.per_label,
-    ) + "\n" + _BODY
+    return (
+        header
+        + _BLOCK.format(
+            retrieve=knobs.retrieve,
+            selection=knobs.selection,
+            list_labels=knobs.list_labels,
+            format_hint=knobs.format_hint,
+            samples=knobs.samples,
+            per_label=knobs.per_label,
+        )
+        + "\n"
+        + _BODY
+    )
 
 
 _KNOB = re.compile(r"^([A-Z_]+) = (.+)$", re.MULTILINE)

@@ -406,6 +406,7 @@ export function ArtifactDetail({ m, ctx, id }) {
       <${Badge} text=${a.origin} cls=${"fe-origin-badge fe-origin-" + a.origin} />
       ${row ? html`<${Badge} text=${"v" + row.version + " · " + row.state} cls=${"fe-badge-" + row.state} />` : html`<${Badge} text="not in pool" />`}
       ${row ? html`<span class="fe-kv">score <b>${score(row.score)}</b></span>` : null}
+      ${row && row.objectives ? Object.entries(row.objectives).map(([k, v]) => html`<span class="fe-kv fe-objective">${k.replace(/_/g, " ")} <b>${v == null ? "–" : Number.isInteger(v) ? v : v.toFixed(1)}</b></span>`) : null}
       ${m.snapshot.pool && m.snapshot.pool.best_id === id ? html`<${Badge} text="best" cls="fe-badge-best" />` : null}
       <span class="fe-kv">parents ${(a.parents || []).length ? a.parents.map((p) => html`<button class="fe-link" onClick=${() => ctx.setSel(p)}>${p}</button> `) : "none"}</span>
       <span class="fe-kv">step ${a.step ?? "–"} · base v${a.base_version ?? "–"} · created ${clock(a.created_at)}</span>
