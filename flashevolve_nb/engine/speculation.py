@@ -159,7 +159,9 @@ class Speculation:
         if config.validation:
             self._check_validation()
             self._validation = True
-        self._tails: dict[int, set[asyncio.Task[Any]]] = {}
+        # Insertion-ordered (a dict, not a set): a step's tails are cancelled in the order
+        # they started, so cancelled calls report in the same order under the same seed.
+        self._tails: dict[int, dict[asyncio.Task[Any], None]] = {}
         self._open: dict[str, _Open] = {}
         self._admitted = 0
         self._confirmed = 0
@@ -235,13 +237,13 @@ class Speculation:
     def spawn_tail(self, step: int, coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
         """Run ``coro`` for ``step``: cancelled when the step ends or the run stops."""
         task = self._p.spawn(coro, name=name)
-        tails = self._tails.setdefault(step, set())
-        tails.add(task)
+        tails = self._tails.setdefault(step, {})
+        tails[task] = None
 
         def forget(t: asyncio.Task[Any]) -> None:
             left = self._tails.get(step)
             if left is not None:
-                left.discard(t)
+                left.pop(t, None)
                 if not left:
                     del self._tails[step]
 
