@@ -618,6 +618,139 @@ print("endpoint closed")
     )
 
 
+WORKLOAD_ENDPOINT_CELL = """
+import flashevolve_nb
+from flashevolve_nb.demo import DemoConfig
+from flashevolve_nb.runtime.launch import demo_builder
+
+# ▶ REAL ENDPOINT SWITCH (the one place that picks the model) ◀
+# LLM = None runs the offline simulator. With REAL_ENDPOINT = True (parameters cell), the
+# OpenAI-compatible server named by OPENAI_BASE_URL, FLASHEVOLVE_MODEL and OPENAI_API_KEY
+# plays every role (the key stays in the environment, never printed).
+LLM = None
+if REAL_ENDPOINT:
+    from flashevolve_nb.clock import Clock
+    from flashevolve_nb.llm.roles import Backends
+
+    LLM = Backends.from_config(clock=Clock(1.0)).task
+
+
+def build(workload, **options):
+    \"\"\"A workload's demo, not started: the simulator, or LLM in every role.\"\"\"
+    scale = TIME_SCALE if LLM is None else 1.0
+    config = DemoConfig(seed=SEED, minutes=SIM_MINUTES, time_scale=scale, **options)
+    extra = {"history_dir": HISTORY_DIR} if workload == "meta-harness" and HISTORY_DIR else {}
+    if LLM is None:
+        return demo_builder(workload)(config, **extra)
+    from flashevolve_nb.clock import Clock
+
+    return demo_builder(workload)(config, clock=Clock(1.0), llms=LLM, **extra)
+
+
+print("model:", LLM.name if LLM else "the offline simulator (results are simulated)")
+"""
+
+
+def workloads() -> nbformat.NotebookNode:
+    return nb(
+        md("""
+# 06 · Three workloads: GEPA, ACE and Meta-Harness
+
+The engine evolves whatever a *workload* defines. GEPA (notebooks 01-05) evolves a
+system prompt. Here are the other two of the FlashEvolve paper, each in the same live
+dashboard:
+
+- **ACE** evolves a *playbook*: sectioned bullets with ids and helpful/harmful counters,
+  grown by a generator, a reflector and a curator that writes ADD / UPDATE / MERGE /
+  DELETE deltas. A delta that went stale is **rebased** onto the newest playbook.
+- **Meta-Harness** evolves a *harness program*: the code that decides what the task model
+  is shown. Every candidate's code, scores and traces are kept in a folder the proposer
+  reads; candidate code runs sandboxed; the pool keeps the front of accuracy against
+  context tokens.
+
+Everything here runs **offline on the simulator** (results are simulated); one marked cell
+switches to a real endpoint.
+"""),
+        params("""
+SEED = 0
+SIM_MINUTES = 20
+TIME_SCALE = 120
+HISTORY_DIR = ""
+REAL_ENDPOINT = False
+"""),
+        code(WORKLOAD_ENDPOINT_CELL),
+        md("""
+## ACE, with the `rebase` staleness policy
+
+Watch the staleness tab: each story shows the stale delta, what was admitted meanwhile,
+and the rebased playbook (which bullets it added, which it skipped as duplicates).
+"""),
+        code("""
+ace_demo = build("ace", policy="rebase")
+ace = flashevolve_nb.start(ace_demo.pipeline, name="ace")
+ace.dashboard()
+"""),
+        code("ace_result = await ace"),
+        code("""
+s, counts = ace_result.stats, ace_demo.workload.rebase_counts
+print(
+    f"ACE summary (simulated): {s.proposals} proposals, {s.accepted} accepted, best "
+    f"{ace_result.best_score:.3f} (seed {s.seed_score:.3f}); {counts.rebased} deltas rebased, "
+    f"{counts.duplicates} duplicate bullets skipped, {counts.tags_remapped} tags remapped"
+)
+print(ace_result.best["playbook"])
+"""),
+        md("""
+## Meta-Harness
+
+Each candidate is a Python program run in its own sandboxed process; one that hangs,
+crashes or reaches for the network or outside files fails alone. The folder below is
+what the proposer reads before writing the next candidate.
+"""),
+        code("""
+mh_demo = build("meta-harness")
+mh = flashevolve_nb.start(mh_demo.pipeline, name="meta-harness")
+mh.dashboard()
+"""),
+        code("mh_result = await mh"),
+        code("""
+s = mh_result.stats
+print(
+    f"Meta-Harness summary (simulated): {s.proposals} proposals, {s.accepted} admitted, best "
+    f"{mh_result.best_score:.3f} (seed {s.seed_score:.3f})"
+)
+folders = sorted(mh_demo.history_dir.iterdir())
+print(f"history folder: {mh_demo.history_dir} ({len(folders)} candidates), the first:")
+for path in sorted(folders[0].iterdir()):
+    print("   ", path.name)
+"""),
+        md("""
+### Accuracy against context tokens
+
+Every admitted harness, by its validation score and the tokens its contexts cost. The
+front (no other harness is both as accurate and as cheap) is what parents are drawn from.
+"""),
+        code("""
+import plotly.express as px
+
+entries = mh_result.pool.entries
+front = set(mh_result.pool.front_ids)
+px.scatter(
+    x=[e.objectives["context_tokens"] for e in entries],
+    y=[e.score for e in entries],
+    color=["front" if e.artifact.id in front else "dominated" for e in entries],
+    hover_name=[e.artifact.id for e in entries],
+    labels={"x": "context tokens (mean per task)", "y": "validation score", "color": ""},
+    title="Meta-Harness candidates: accuracy vs context tokens (simulated)",
+)
+"""),
+        code("""
+print(f"best harness {mh_result.best.id}:")
+print(next(iter(mh_result.best.values())))
+"""),
+    )
+
+
 def nb(*cells: nbformat.NotebookNode) -> nbformat.NotebookNode:
     book = new_notebook(cells=list(cells))
     for i, cell in enumerate(book.cells):
@@ -637,6 +770,7 @@ NOTEBOOKS = {
     "03_debug_by_hand": debug_by_hand,
     "04_sync_vs_async": sync_vs_async,
     "05_real_endpoint": real_endpoint,
+    "06_workloads": workloads,
 }
 
 

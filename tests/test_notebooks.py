@@ -49,6 +49,7 @@ def test_the_five_notebooks_are_there_without_outputs_and_as_built() -> None:
         "03_debug_by_hand",
         "04_sync_vs_async",
         "05_real_endpoint",
+        "06_workloads",
     ]
     spec = importlib.util.spec_from_file_location("nb_build", NOTEBOOKS / "_build.py")
     assert spec is not None and spec.loader is not None
@@ -199,3 +200,26 @@ def test_every_simulated_result_says_simulated(name: str) -> None:
     for cell in book.cells:
         if cell.cell_type == "code" and "summary" in cell.source and "print" in cell.source:
             assert "simulated" in cell.source
+
+
+def test_06_runs_ace_and_meta_harness_in_the_dashboard(tmp_path: Path) -> None:
+    history = tmp_path / "candidates"
+    ex = run("06_workloads", tmp_path, SIM_MINUTES=8, HISTORY_DIR=str(history))
+    text = ex.text()
+    ace = re.search(
+        r"ACE summary \(simulated\): (\d+) proposals, (\d+) accepted, best ([\d.]+) \(seed "
+        r"([\d.]+)\); (\d+) deltas rebased, (\d+) duplicate bullets skipped",
+        text,
+    )
+    assert ace, text
+    assert float(ace[3]) > float(ace[4]) and int(ace[5]) > 0
+    assert "## " in text  # the best playbook, printed
+    mh = re.search(r"Meta-Harness summary \(simulated\): (\d+) proposals, (\d+) admitted, "
+                   r"best ([\d.]+) \(seed ([\d.]+)\)", text)  # fmt: skip
+    assert mh and float(mh[3]) > float(mh[4]), text
+    assert f"history folder: {history} (" in text and "harness.py" in text
+    assert "def build_context" in text
+    (front,) = ex.outputs(PLOTLY)
+    assert "accuracy vs context tokens" in front["layout"]["title"]["text"]
+    archives = saved_dashboards(ex)  # both dashboards, saved with their final views
+    assert [a["meta"]["stages"][0] for a in archives] == ["generate", "propose"]  # type: ignore[index]
