@@ -10,8 +10,9 @@ imported only where its own code is used (its reflection prompt, its
 
 Modules, one idea each: ``data`` (loaders), ``calls`` (adapter methods in
 threads), ``lm`` (reflection model coercion), ``reflection`` (new texts),
-``budget`` (the metric-call cap), ``state`` (the ``gepa``-shaped view),
-``callbacks`` (``gepa`` callbacks), ``workload`` (the stages), ``result``,
+``budget`` (an alias of the engine budget's hard cap), ``state`` (the
+``gepa``-shaped view), ``callbacks`` (``gepa`` callbacks), ``workload`` (the
+adapter evaluator of GEPA's one step core, :mod:`flashevolve_nb.workloads.gepa.core`), ``result``,
 ``rundir``, ``optimize`` (the entry points), ``simulated`` (the simulator as
 ``gepa``-shaped callables).
 """

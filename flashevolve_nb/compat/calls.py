@@ -26,7 +26,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -184,7 +184,7 @@ class AdapterCalls:
         if n == 0:
             raise ValueError("an evaluation needs at least one example")
         size = -(-n // self.split)
-        slices = [list(examples[i : i + size]) for i in range(0, n, size)]
+        slices = self._slices(examples)
         if batched and self.has_batch_evaluate:
             items = [(dict(candidate), s) for s in slices]
             got = await self.traced(
@@ -204,28 +204,76 @@ class AdapterCalls:
             for k, (part, s) in enumerate(zip(parts, slices, strict=True)):
                 _check(part, s, "adapter.batch_evaluate", k * size, n)
         else:
-            evaluate = self.adapter.evaluate
-
-            async def one(part: list[Any], offset: int) -> Any:
-                got = await self.traced(
-                    ctx,
-                    f"adapter.evaluate: {len(part)} examples",
-                    "task",
-                    lambda: evaluate(part, dict(candidate), capture_traces=capture_traces),
-                )
-                if spent is not None:
-                    spent(_metric_calls(got, len(part)))
-                _check(got, part, "adapter.evaluate", offset, n)
-                return got
-
             done = await asyncio.gather(
-                *(one(s, k * size) for k, s in enumerate(slices)), return_exceptions=True
+                *self._slice_calls(ctx, candidate, slices, capture_traces, spent),
+                return_exceptions=True,
             )
             for r in done:
                 if isinstance(r, BaseException):
                     raise r
             parts = list(done)
         return _combine(parts, [len(s) for s in slices])
+
+    def evaluation_parts(
+        self,
+        ctx: StageContext,
+        candidate: Mapping[str, str],
+        examples: Sequence[Any],
+        *,
+        capture_traces: bool,
+        spent: Callable[[int], None] | None = None,
+    ) -> tuple[list[Coroutine[Any, Any, Evaluated]], list[int]]:
+        """:meth:`evaluate` as parts that finish one by one (for a release at alpha < 1),
+        with the number of examples each covers, in order. An adapter with
+        ``batch_evaluate`` is one part (one call evaluates everything)."""
+        n = len(examples)
+        if n == 0:
+            raise ValueError("an evaluation needs at least one example")
+        if self.has_batch_evaluate:
+            whole = self.evaluate(ctx, candidate, examples, capture_traces=capture_traces,
+                                  spent=spent)  # fmt: skip
+            return [whole], [n]
+        slices = self._slices(examples)
+
+        async def one(call: Coroutine[Any, Any, Any], size: int) -> Evaluated:
+            return _combine([await call], [size])
+
+        calls = self._slice_calls(ctx, candidate, slices, capture_traces, spent)
+        return [one(c, len(s)) for c, s in zip(calls, slices, strict=True)], [
+            len(s) for s in slices
+        ]
+
+    def _slices(self, examples: Sequence[Any]) -> list[list[Any]]:
+        n = len(examples)
+        size = -(-n // self.split)
+        return [list(examples[i : i + size]) for i in range(0, n, size)]
+
+    def _slice_calls(
+        self,
+        ctx: StageContext,
+        candidate: Mapping[str, str],
+        slices: Sequence[list[Any]],
+        capture_traces: bool,
+        spent: Callable[[int], None] | None,
+    ) -> list[Coroutine[Any, Any, Any]]:
+        """One ``adapter.evaluate`` call per slice, each checked and counted as it returns."""
+        evaluate = self.adapter.evaluate
+        n = sum(len(s) for s in slices)
+
+        async def one(part: list[Any], offset: int) -> Any:
+            got = await self.traced(
+                ctx,
+                f"adapter.evaluate: {len(part)} examples",
+                "task",
+                lambda: evaluate(part, dict(candidate), capture_traces=capture_traces),
+            )
+            if spent is not None:
+                spent(_metric_calls(got, len(part)))
+            _check(got, part, "adapter.evaluate", offset, n)
+            return got
+
+        offsets = [sum(len(s) for s in slices[:k]) for k in range(len(slices))]
+        return [one(s, o) for s, o in zip(slices, offsets, strict=True)]
 
 
 def _metric_calls(batch: Any, n: int) -> int:

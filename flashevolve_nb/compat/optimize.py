@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from flashevolve_nb.clock import Clock
-from flashevolve_nb.compat.budget import MetricBudget
 from flashevolve_nb.compat.callbacks import CallbackBridge
 from flashevolve_nb.compat.calls import AdapterCalls
 from flashevolve_nb.compat.data import IdSpace, as_loader
@@ -53,8 +52,10 @@ from flashevolve_nb.compat.result import OptimizeResult
 from flashevolve_nb.compat.rundir import RunDir
 from flashevolve_nb.compat.workload import AdapterConfig, AdapterWorkload
 from flashevolve_nb.engine import Budget, Pipeline, PipelineConfig
+from flashevolve_nb.engine.budget import HardCap
 from flashevolve_nb.engine.config import Mode
 from flashevolve_nb.engine.controller import ControllerParams
+from flashevolve_nb.engine.speculation import SpeculationConfig
 from flashevolve_nb.engine.staleness import StalenessPolicy
 
 __all__ = ["Optimization", "optimize", "optimize_async", "prepare"]
@@ -157,6 +158,7 @@ def prepare(
     split_batches: int = 10,
     reflection_parse: Parse = "gepa",
     max_wall_seconds: float | None = None,
+    speculation: SpeculationConfig | float | None = None,
     **gepa_options: Any,
 ) -> Optimization:
     """Build a ``gepa``-style run on our pipeline, without starting it.
@@ -173,9 +175,20 @@ def prepare(
     - ``adapter_concurrency``: adapter calls running at once (threads);
     - ``split_batches``: an evaluation is cut into at most this many adapter calls;
     - ``reflection_parse``: ``gepa`` (as ``gepa`` reads answers) or ``strict`` (fenced only);
-    - ``max_wall_seconds``: stop after this many seconds (in-flight work is cancelled).
+    - ``max_wall_seconds``: stop after this many seconds (in-flight work is cancelled);
+    - ``speculation``: speculative completion of the validation stage, as in the demo.
+      A :class:`~flashevolve_nb.engine.speculation.SpeculationConfig`
+      (``SpeculationConfig(alpha={"validate": 0.5}, validation=True)``), or a number
+      ``alpha`` < 1 as shorthand for ``SpeculationConfig(alpha=alpha, validation=True)``:
+      validation hands its output on once ``alpha`` of its adapter calls are in (the
+      examples most discriminative first, cut into ``split_batches`` calls; an adapter
+      with ``batch_evaluate`` is one call, so it cannot release early) and a candidate
+      whose prefix beats its parent joins the pool at once, confirmed or rolled back
+      when the rest is in. Only ``validate`` can release early here (the minibatch
+      evaluations need the adapter's whole traces). Default None: no speculation.
     """
     _check_gepa_options(gepa_options)
+    speculation_config = _speculation(speculation)
     _check_arguments(seed_candidate, max_metric_calls, reflection_minibatch_size)
     if max_metric_calls is None and not stop_callbacks and max_wall_seconds is None:
         raise ValueError(
@@ -227,7 +240,7 @@ def prepare(
             calls=calls,
             reflector=reflector,
             config=config,
-            budget=MetricBudget(max_metric_calls),
+            budget=HardCap(max_metric_calls),
             callbacks=CallbackBridge(callbacks),
             stoppers=stoppers,
             run_dir=RunDir(run_dir) if run_dir is not None else None,
@@ -244,7 +257,12 @@ def prepare(
                 seed=seed,
                 controller=controller,
                 controller_params=controller_params or ControllerParams(interval=10.0),
-                budget=Budget(max_metric_calls=max_metric_calls, max_wall_seconds=max_wall_seconds),
+                budget=Budget(
+                    max_metric_calls=max_metric_calls,
+                    max_wall_seconds=max_wall_seconds,
+                    hard_metric_cap=True,
+                ),
+                speculation=speculation_config,
             ),
             clock=Clock(1.0),
         )
@@ -333,6 +351,23 @@ def _check_gepa_options(options: Mapping[str, Any]) -> None:
                 f"{name}={value!r} is a gepa.optimize option this engine does not have; "
                 f"leave it at gepa's default ({default!r}) or run gepa.optimize for it"
             )
+
+
+def _speculation(value: SpeculationConfig | float | None) -> SpeculationConfig:
+    """``speculation=`` as a config: None is none, a number is alpha with speculative
+    validation."""
+    if value is None:
+        return SpeculationConfig()
+    if isinstance(value, SpeculationConfig):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(
+            "speculation is a SpeculationConfig, a number alpha in (0, 1) or None (got "
+            f"{type(value).__name__} {value!r}); e.g. speculation=0.5"
+        )
+    if not 0 < value <= 1:
+        raise ValueError(f"speculation alpha must be in (0, 1] (got {value!r}); e.g. 0.5")
+    return SpeculationConfig(alpha=float(value), validation=value < 1)
 
 
 def _selection(strategy: str | Any, seed: int) -> str | Any:

@@ -1,9 +1,10 @@
-"""A ``gepa`` adapter as a workload: GEPA's stages over someone else's system.
+"""A ``gepa`` adapter as a workload: GEPA's step over someone else's system.
 
-The stages are those of :class:`~flashevolve_nb.workloads.gepa.GepaWorkload`
-(``rollout``, ``propose``, ``gate``, ``validate``), with the same parent
-selection, epoch-shuffled minibatches, round-robin component choice, gate and
-events; what changes is who does the work. The adapter runs the candidate
+The step is GEPA's one core (:class:`~flashevolve_nb.workloads.gepa.core.GepaCore`,
+shared with :class:`~flashevolve_nb.workloads.gepa.GepaWorkload`): the same
+stages, parent selection, epoch-shuffled minibatches, round-robin component
+choice, gate, validation (speculative too), human steps and events. This
+module is its adapter evaluator: who does the work. The adapter runs the candidate
 (``evaluate`` / ``batch_evaluate``) and builds the reflective dataset
 (``make_reflective_dataset``); the proposal comes from
 :class:`~flashevolve_nb.compat.reflection.Reflector`; the adapter's
@@ -16,10 +17,13 @@ goes on; only a failing seed evaluation ends the run, having nothing to
 start from.
 
 Metric calls are counted as ``gepa`` counts them (one per example evaluated,
-or the batch's ``num_metric_calls``) and ``max_metric_calls`` is a hard cap
-(see :mod:`~flashevolve_nb.compat.budget`). The run's ``gepa``-shaped state,
-callbacks and ``run_dir`` follow the pool through the event bus, which the
-workload joins in :meth:`AdapterWorkload.attach`.
+or the batch's ``num_metric_calls``) and ``max_metric_calls`` is a hard cap:
+the run's budget in its hard-cap mode (:class:`~flashevolve_nb.engine.budget.HardCap`).
+With an alpha below 1 on ``validate`` the validation is released once that
+fraction of its adapter calls is in (the examples ordered most discriminative
+first), and with speculative validation a candidate can join the pool on it.
+The run's ``gepa``-shaped state, callbacks and ``run_dir`` follow the pool
+through the event bus, which the workload joins in :meth:`AdapterWorkload.attach`.
 """
 
 from __future__ import annotations
@@ -28,10 +32,9 @@ import dataclasses
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from flashevolve_nb.compat.budget import MetricBudget
 from flashevolve_nb.compat.callbacks import CallbackBridge
 from flashevolve_nb.compat.calls import AdapterCalls, AdapterContractError, Evaluated
 from flashevolve_nb.compat.data import IdSpace
@@ -41,40 +44,34 @@ from flashevolve_nb.compat.rundir import RunDir
 from flashevolve_nb.compat.state import GepaStateView
 from flashevolve_nb.engine import (
     Artifact,
-    Origin,
     ParentSelector,
     Pool,
     PoolEntry,
     StageContext,
-    StageSpec,
     WorkItem,
     make_selector,
 )
-from flashevolve_nb.engine.duplicates import Duplicates
+from flashevolve_nb.engine.budget import HardCap
 from flashevolve_nb.engine.events import (
     Admitted,
     Event,
-    GateResult,
     ItemFailed,
-    ProposalFailed,
-    ProposalMade,
     RunFinished,
     StepFinished,
     StepStarted,
-    ValidationDone,
 )
-from flashevolve_nb.engine.workload import SeedEntry
 from flashevolve_nb.llm.protocol import LLM
-from flashevolve_nb.workloads.gepa.sampler import EpochShuffledSampler
+from flashevolve_nb.workloads.gepa.core import EvalParts, GepaCore, GepaStep, Proposal
 
 if TYPE_CHECKING:
     from flashevolve_nb.engine.pipeline import Pipeline
 
 __all__ = ["AdapterConfig", "AdapterStep", "AdapterWorkload"]
 
-log = logging.getLogger(__name__)
+AdapterStep = GepaStep
+"""The payload of one step (the core's :class:`GepaStep`; kept as a name)."""
 
-StageFn = Callable[[WorkItem, StageContext], Any]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -116,27 +113,12 @@ class AdapterConfig:
             )
 
 
-@dataclass(frozen=True, slots=True)
-class AdapterStep:
-    """The payload of one step's work item; grows as the step moves through the stages."""
+class AdapterWorkload(GepaCore):
+    """GEPA's step over a ``gepa`` adapter; see the module docstring."""
 
-    parent_id: str
-    components: tuple[str, ...]
-    minibatch: tuple[str, ...]
-    examples: tuple[Any, ...]
-    parent_eval: Evaluated | None = None
-    child_eval: Evaluated | None = None
-    val_scores: tuple[float, ...] = ()
-    validated_id: str = ""
-    human: Artifact | None = None
-    """A person's artifact: the propose stage adopts it instead of proposing."""
-
-
-class AdapterWorkload:
-    """GEPA's loop over a ``gepa`` adapter; see the module docstring."""
-
-    default_decision_points: tuple[str, ...] = ("validate", "admit")
-    validation_stage = "validate"
+    partial_stages: tuple[str, ...] = ("validate",)
+    """Validation can be released early (an alpha below 1) and speculated on; the
+    minibatch evaluations cannot (the adapter's traces need the whole batch)."""
 
     def __init__(
         self,
@@ -148,7 +130,7 @@ class AdapterWorkload:
         calls: AdapterCalls,
         reflector: Reflector,
         config: AdapterConfig | None = None,
-        budget: MetricBudget | None = None,
+        budget: HardCap | None = None,
         callbacks: CallbackBridge | None = None,
         stoppers: Sequence[Callable[[Any], bool]] = (),
         run_dir: RunDir | None = None,
@@ -163,41 +145,52 @@ class AdapterWorkload:
         self.adapter = adapter
         self.train = trainset
         self.val = valset
-        self.seed_candidate = dict(seed_candidate)
+        self._seed_candidate = dict(seed_candidate)
         self.calls = calls
         self.reflector = reflector
         self.config = config or AdapterConfig()
-        self.budget = budget or MetricBudget(None)
+        self.budget = budget or HardCap(None)
+        """The metric-call budget (hard cap); the run's own once :meth:`attach` ran."""
+        self._count_on_run = True
+        """Whether metric calls must also be counted on the run (the budget is not its own)."""
         self.callbacks = callbacks or CallbackBridge()
         self.stoppers = list(stoppers)
         self.run_dir = run_dir
         self.seed_value = seed
         self.raise_on_exception = raise_on_exception
         self.state = GepaStateView(seed_candidate, valset.ids)
-        self.step_cost = 2 * min(self.config.minibatch_size, len(trainset)) + len(valset)
-        """The most metric calls one step can spend: minibatch twice, validation set once."""
-        self.stop_reason = ""
         self.fatal: BaseException | None = None
         """The first step failure, when ``raise_on_exception`` stops the run on it."""
         self.pipeline: Pipeline | None = None
         selection = self.config.candidate_selection
-        self._selector: ParentSelector | None = (
+        selector: ParentSelector | None = (
             make_selector(selection) if isinstance(selection, str) else None
         )
-        self._sampler = EpochShuffledSampler(
-            trainset.keys, self.config.minibatch_size, random.Random(f"{seed}:minibatch")
+        super().__init__(
+            components=list(self._seed_candidate),
+            train_keys=trainset.keys,
+            val_size=len(valset),
+            minibatch_size=self.config.minibatch_size,
+            selector=selector,
+            seed=seed,
+            skip_perfect_score=self.config.skip_perfect_score,
+            perfect_score=self.config.perfect_score,
+            acceptance=self.config.acceptance,
+            module_selector=self.config.module_selector,
+            workers=self.config.workers,
         )
-        self._components = list(self.seed_candidate)
-        self._next_component: dict[str, int] = {}
         self._val_examples: tuple[Any, ...] | None = None
         self._started: set[int] = set()
-        self._gate: dict[int, tuple[float, float]] = {}
+        self._gate_scores: dict[int, tuple[float, float]] = {}
         self._errors: dict[int, BaseException] = {}
         self._discovered: dict[str, int] = {}
-        self._duplicates = Duplicates()
         self._ended = False
 
     # ---- Workload protocol -------------------------------------------------
+    @property
+    def seed_candidate(self) -> Mapping[str, str]:
+        return self._seed_candidate
+
     @property
     def name(self) -> str:
         return f"gepa-adapter:{type(self.adapter).__name__}"
@@ -208,20 +201,13 @@ class AdapterWorkload:
         proposer = llm.name if llm is not None else self.reflector.source
         return f"adapter {type(self.adapter).__name__}; proposals by {proposer}"
 
-    def stages(self) -> Sequence[StageSpec]:
-        w = self.config.workers
-        mc = frozenset({"metric_calls"})
-        return (
-            StageSpec("rollout", self._guard(self._rollout), w.get("rollout", 8), mc,
-                      "adapter.evaluate: the parent on a training minibatch, with traces"),
-            StageSpec("propose", self._guard(self._propose), w.get("propose", 8),
-                      frozenset({"proposals"}),
-                      "adapter.make_reflective_dataset, then a new text per component"),
-            StageSpec("gate", self._guard(self._gate_stage), w.get("gate", 8), mc,
-                      "adapter.evaluate: the child on the same minibatch; keep it if it wins"),
-            StageSpec("validate", self._guard(self._validate), w.get("validate", 8), mc,
-                      "adapter.evaluate: the child on the whole validation set"),
-        )  # fmt: skip
+    def _describe(self, stage: str) -> str:
+        return {
+            "rollout": "adapter.evaluate: the parent on a training minibatch, with traces",
+            "propose": "adapter.make_reflective_dataset, then a new text per component",
+            "gate": "adapter.evaluate: the child on the same minibatch; keep it if it wins",
+            "validate": "adapter.evaluate: the child on the whole validation set",
+        }[stage]
 
     def instance_ids(self) -> Sequence[str]:
         return self.val.keys
@@ -241,107 +227,18 @@ class AdapterWorkload:
             )
         return self.reflector.llm
 
-    async def seed(self, ctx: StageContext) -> Sequence[SeedEntry]:
-        self.callbacks.notify(
-            "on_optimization_start",
-            seed_candidate=dict(self.seed_candidate),
-            trainset_size=len(self.train),
-            valset_size=len(self.val),
-            config={
-                "perfect_score": self.config.perfect_score,
-                "seed": self.seed_value,
-                "track_best_outputs": False,
-            },
-        )
-        artifact = Artifact(
-            id=ctx.new_id("a"), components=self.seed_candidate, origin=Origin.SEED,
-            created_at=ctx.now(), note="seed candidate",
-        )  # fmt: skip
-        # As in gepa: the seed is scored with evaluate(capture_traces=False), never batched.
-        ev = await self.calls.evaluate(
-            ctx, artifact.components, self._validation_examples(), capture_traces=False,
-            batched=False, spent=lambda n: self._count(ctx, 0, n),
-        )  # fmt: skip
-        self._discovered[artifact.id] = 0
-        ctx.emit(
-            ValidationDone(
-                t=ctx.now(), step=0, artifact_id=artifact.id,
-                score=sum(ev.scores) / len(ev.scores), instances=len(ev.scores),
-            )
-        )  # fmt: skip
-        return [(artifact, ev.scores)]
-
-    def begin_step(
-        self, step: int, item_id: str, pool: Pool, rng: random.Random, now: float
-    ) -> WorkItem | None:
-        reason = self._should_stop()
-        if reason:
-            self.stop_reason = reason
-            return None
-        entry = self._select(pool, rng)
-        parent = entry.artifact
-        if self.config.module_selector == "all":
-            components = tuple(self._components)
-        else:
-            k = self._next_component.get(parent.id, 0)
-            components = (self._components[k % len(self._components)],)
-            self._next_component[parent.id] = k + 1
-        minibatch = tuple(self._sampler.next_batch())
-        self._iteration_start(step)
-        self.callbacks.notify(
-            "on_candidate_selected",
-            iteration=step,
-            candidate_idx=self.state.index_of(parent.id),
-            candidate=dict(parent.components),
-            score=entry.score,
-        )
-        self.callbacks.notify(
-            "on_minibatch_sampled",
-            iteration=step,
-            minibatch_ids=self.train.data_ids(minibatch),
-            trainset_size=len(self.train),
-        )
-        return self._item(step, item_id, parent, components, minibatch, pool.version, now)
-
-    def admission(self, item: WorkItem) -> Sequence[float]:
-        p: AdapterStep = item.payload
-        if p.validated_id != item.artifact.id:
-            raise ValueError(
-                f"artifact {item.artifact.id!r} reached admission with the validation scores "
-                f"of {p.validated_id or 'nothing'!r}; it must be validated itself first"
-            )
-        return p.val_scores
-
-    # ---- human steps (engine.workload.HumanSteps) ----------------------------
-    def begin_human_step(
-        self, step: int, item_id: str, artifact: Artifact, pool: Pool, rng: random.Random,
-        now: float,
-    ) -> WorkItem:  # fmt: skip
-        """A person's ``artifact`` as the proposal of a step: the parent is rolled out on a
-        fresh minibatch, then the gate and validation judge the artifact like any proposal."""
-        parent = pool.entry(artifact.parents[0]).artifact
-        if set(artifact) != set(parent):
-            raise ValueError(
-                f"a human artifact has the components of its parent {list(parent)} "
-                f"(got {list(artifact)})"
-            )
-        changed = tuple(k for k in artifact if artifact[k] != parent[k]) or tuple(parent)
-        minibatch = tuple(self._sampler.next_batch())
-        item = self._item(step, item_id, parent, changed, minibatch, pool.version, now)
-        return item.evolve(payload=replace(item.payload, human=artifact))
-
-    def with_human_artifact(self, item: WorkItem, artifact: Artifact) -> WorkItem:
-        p: AdapterStep = item.payload
-        if item.artifact.id == p.parent_id:
-            return item.evolve(payload=replace(p, human=artifact))
-        return item.evolve(artifact=artifact)
-
     # ---- the run around the pipeline ------------------------------------------
     def attach(self, pipeline: Pipeline) -> None:
-        """Follow ``pipeline``'s events: the gepa-shaped state, callbacks, budget, run_dir."""
+        """Follow ``pipeline``'s events: the gepa-shaped state, callbacks, budget, run_dir.
+
+        A pipeline whose budget is in hard-cap mode lends the workload its cap, so the
+        run keeps one metric-call count."""
         if self.pipeline is not None:
             raise RuntimeError("this workload already belongs to a pipeline")
         self.pipeline = pipeline
+        if pipeline.config.budget.hard_metric_cap:
+            self.budget = pipeline.budget.hard_cap
+            self._count_on_run = False
         pipeline.bus.subscribe(self._observe)
 
     def result(self, *, finish_reason: str = "", wall_seconds: float = 0.0) -> OptimizeResult:
@@ -355,57 +252,75 @@ class AdapterWorkload:
             run=run,
         )
 
-    # ---- stages ----------------------------------------------------------------
-    def _guard(self, fn: StageFn) -> StageFn:
-        """Remember what a stage raised, so ``on_error`` gets the exception itself."""
+    # ---- the evaluator: the adapter --------------------------------------------
+    def _examples(self, minibatch: Sequence[str]) -> tuple[Any, ...]:
+        return tuple(self.train.fetch(minibatch))
 
-        async def stage(item: WorkItem, ctx: StageContext) -> Sequence[WorkItem]:
-            try:
-                out: Sequence[WorkItem] = await fn(item, ctx)
-                return out
-            except Exception as exc:
-                self._errors[item.step] = exc
-                raise
-
-        return stage
-
-    async def _rollout(self, item: WorkItem, ctx: StageContext) -> Sequence[WorkItem]:
-        p: AdapterStep = item.payload
-        if not await self.budget.reserve(item.step, self.step_cost):
-            ctx.end_step(
-                f"budget: max_metric_calls={self.budget.limit} cannot pay for this step "
-                f"({self.step_cost} calls at most)"
-            )
-            return []
-        idx = self.state.index_of(p.parent_id)
-        ev = await self._evaluate_notified(
-            ctx, item.step, item.artifact, p.examples, candidate_idx=idx,
-            parent_ids=self._parents_of(idx),
+    async def _seed_scores(self, ctx: StageContext, artifact: Artifact) -> Sequence[float]:
+        self.callbacks.notify(
+            "on_optimization_start",
+            seed_candidate=dict(self._seed_candidate),
+            trainset_size=len(self.train),
+            valset_size=len(self.val),
+            config={
+                "perfect_score": self.config.perfect_score,
+                "seed": self.seed_value,
+                "track_best_outputs": False,
+            },
+        )
+        # As in gepa: the seed is scored with evaluate(capture_traces=False), never batched.
+        ev = await self.calls.evaluate(
+            ctx, artifact.components, self._validation_examples(), capture_traces=False,
+            batched=False, spent=lambda n: self._count(ctx, 0, n),
         )  # fmt: skip
-        skip = ""
-        if not ev.trajectories:
-            skip = "no_trajectories"
-            ctx.end_step("skipped: the adapter gave no trajectories for capture_traces=True")
-        elif (
-            p.human is None
-            and self.config.skip_perfect_score
-            and all(s >= self.config.perfect_score for s in ev.scores)
-        ):
-            skip = "all_scores_perfect"
-            ctx.end_step("skipped: the parent is already perfect on this minibatch")
-        if skip:
-            self.callbacks.notify(
-                "on_evaluation_skipped", iteration=item.step, candidate_idx=idx, reason=skip,
-                scores=list(ev.scores), is_seed_candidate=idx == 0,
-            )  # fmt: skip
-            return []
-        return [item.evolve(payload=replace(p, parent_eval=ev))]
+        self._discovered[artifact.id] = 0
+        return ev.scores
 
-    async def _propose(self, item: WorkItem, ctx: StageContext) -> Sequence[WorkItem]:
-        p: AdapterStep = item.payload
+    async def _evaluate_minibatch(
+        self, ctx: StageContext, item: WorkItem, artifact: Artifact, *, parent: bool
+    ) -> Evaluated:
+        p: GepaStep = item.payload
+        idx = self.state.index_of(p.parent_id)
+        if parent:
+            candidate_idx, parent_ids = idx, self._parents_of(idx)
+        else:
+            candidate_idx, parent_ids = None, [idx] if idx is not None else []
+        return await self._evaluate_notified(
+            ctx, item.step, artifact, p.examples, candidate_idx=candidate_idx,
+            parent_ids=parent_ids,
+        )  # fmt: skip
+
+    async def _validation_scores(self, ctx: StageContext, item: WorkItem) -> tuple[float, ...]:
+        ev = await self.calls.evaluate(
+            ctx, item.artifact.components, self._validation_examples(),
+            capture_traces=False, spent=lambda n: self._count(ctx, item.step, n),
+        )  # fmt: skip
+        # gepa's num_metric_calls_by_discovery: what was spent before this validation
+        self._discovered[item.artifact.id] = self.budget.spent - ev.metric_calls
+        return ev.scores
+
+    def _validation_parts(
+        self, ctx: StageContext, item: WorkItem, order: Sequence[int]
+    ) -> EvalParts:
+        examples = self._validation_examples()
+        step = item.step
+        return self.calls.evaluation_parts(
+            ctx, item.artifact.components, [examples[i] for i in order], capture_traces=False,
+            spent=lambda n: self._count(ctx, step, n),
+        )  # fmt: skip
+
+    def _scores_of(self, part: Any) -> Sequence[float]:
+        ev: Evaluated = part
+        return ev.scores
+
+    def _on_validated(self, ctx: StageContext, item: WorkItem, scores: Sequence[float]) -> None:
+        # gepa's num_metric_calls_by_discovery, for a validation released early: what
+        # was spent before it, at most (its parts count as they return).
+        self._discovered.setdefault(item.artifact.id, self.budget.spent - len(scores))
+
+    async def _propose_texts(self, item: WorkItem, ctx: StageContext) -> Proposal:
+        p: GepaStep = item.payload
         parent = item.artifact
-        if p.human is not None:
-            return [self._adopt(item, p.human, ctx, ",".join(p.components))]
         assert p.parent_eval is not None
         components = list(p.components)
         dataset = await self.calls.run(
@@ -438,110 +353,33 @@ class AdapterWorkload:
                 new_instructions=dict(proposal.new_texts), prompts=dict(proposal.prompts),
                 raw_lm_outputs=dict(proposal.raw_outputs),
             )  # fmt: skip
-        changes = {k: v for k, v in proposal.new_texts.items() if v != parent[k]}
-        if not failure and not changes:
-            failure = "unchanged: the proposed text equals the current one"
+        raw = "\n".join(proposal.raw_outputs.values())
         if failure:
-            raw = "\n".join(proposal.raw_outputs.values())
-            ctx.emit(
-                ProposalFailed(
-                    t=ctx.now(), step=item.step, parent_id=parent.id,
-                    component=",".join(components), reason=failure, answer_excerpt=raw[-400:],
-                )
-            )  # fmt: skip
-            ctx.end_step(f"proposal failed: {failure}")
-            return []
-        child = parent.derive(
-            ctx.new_id("a"), changes, origin=Origin.PROPOSAL, base_version=item.base_version,
-            created_at=ctx.now(), note=f"{self.reflector.source} for {', '.join(changes)}",
-        )  # fmt: skip
-        ctx.count_proposal()
-        return [self._adopt(item, child, ctx, ",".join(changes))]
+            return Proposal(failure=failure, raw=raw)
+        return Proposal(dict(proposal.new_texts), raw=raw)
 
-    def _adopt(self, item: WorkItem, child: Artifact, ctx: StageContext, what: str) -> WorkItem:
-        self._next_component[child.id] = self._next_component.get(item.artifact.id, 0)
-        ctx.emit(
-            ProposalMade(
-                t=ctx.now(), step=item.step, artifact_id=child.id, parent_id=item.artifact.id,
-                component=what,
+    def _proposal_note(self, changes: Sequence[str]) -> str:
+        return f"{self.reflector.source} for {', '.join(changes)}"
+
+    # ---- hooks of the step ---------------------------------------------------------
+    def _should_stop(self) -> str:
+        """Why no new step may start (a stop condition, the stop file, the budget), or ''."""
+        if self.run_dir is not None and self.run_dir.stop_requested():
+            return f"stop file {self.run_dir.stop_file} found"
+        for stopper in self.stoppers:
+            try:
+                stop = stopper(self.state)
+            except Exception as exc:
+                # A broken stop condition must not let a run go on unbounded.
+                return f"stop condition {stopper!r} raised {exc!r}"
+            if stop:
+                return f"stop condition {stopper!r} met"
+        if not self.budget.can_ever_pay(self.step_cost):
+            return (
+                f"max_metric_calls={self.budget.limit} reached: what is left cannot pay for "
+                f"another step ({self.step_cost} calls at most)"
             )
-        )  # fmt: skip
-        return item.evolve(artifact=child, payload=replace(item.payload, human=None))
-
-    async def _gate_stage(self, item: WorkItem, ctx: StageContext) -> Sequence[WorkItem]:
-        p: AdapterStep = item.payload
-        assert p.parent_eval is not None
-        idx = self.state.index_of(p.parent_id)
-        if not await self._afford(ctx, item.step, len(p.examples)):
-            return []
-        ev = await self._evaluate_notified(
-            ctx, item.step, item.artifact, p.examples, candidate_idx=None,
-            parent_ids=[idx] if idx is not None else [],
-        )  # fmt: skip
-        before, after = sum(p.parent_eval.scores), sum(ev.scores)
-        passed = after > before or (
-            self.config.acceptance == "improvement_or_equal" and after >= before
-        )
-        self._gate[item.step] = (before, after)
-        ctx.emit(
-            GateResult(
-                t=ctx.now(), step=item.step, artifact_id=item.artifact.id,
-                parent_id=p.parent_id, parent_score=before, child_score=after, passed=passed,
-            )
-        )  # fmt: skip
-        if not passed:
-            self.callbacks.notify(
-                "on_candidate_rejected", iteration=item.step, old_score=before, new_score=after,
-                reason=f"New subsample score {after} not better than old score {before}",
-            )  # fmt: skip
-            ctx.end_step(f"gated out: child {after:g} <= parent {before:g} on the minibatch")
-            return []
-        return [item.evolve(payload=replace(p, child_eval=ev))]
-
-    async def _validate(self, item: WorkItem, ctx: StageContext) -> Sequence[WorkItem]:
-        p: AdapterStep = item.payload
-        duplicate = self._duplicates.claim(ctx.pool, item.artifact)
-        if duplicate:
-            ctx.end_step(duplicate)
-            return []
-        try:
-            if not await self._afford(ctx, item.step, len(self.val)):
-                self._duplicates.release(item.artifact)
-                return []
-            ev = await self.calls.evaluate(
-                ctx, item.artifact.components, self._validation_examples(),
-                capture_traces=False, spent=lambda n: self._count(ctx, item.step, n),
-            )  # fmt: skip
-        except BaseException:
-            self._duplicates.release(item.artifact)
-            raise
-        # gepa's num_metric_calls_by_discovery: what was spent before this validation
-        self._discovered[item.artifact.id] = self.budget.spent - ev.metric_calls
-        ctx.emit(
-            ValidationDone(
-                t=ctx.now(), step=item.step, artifact_id=item.artifact.id,
-                score=sum(ev.scores) / len(ev.scores), instances=len(ev.scores),
-            )
-        )  # fmt: skip
-        done = replace(p, val_scores=ev.scores, validated_id=item.artifact.id)
-        return [item.evolve(payload=done)]
-
-    # ---- helpers ---------------------------------------------------------------
-    def _item(
-        self, step: int, item_id: str, parent: Artifact, components: tuple[str, ...],
-        minibatch: tuple[str, ...], version: int, now: float,
-    ) -> WorkItem:  # fmt: skip
-        examples = tuple(self.train.fetch(minibatch))
-        payload = AdapterStep(parent.id, components, minibatch, examples)
-        return WorkItem(
-            id=item_id, step=step, base_version=version, artifact=parent, payload=payload,
-            created_at=now,
-        )  # fmt: skip
-
-    def _validation_examples(self) -> tuple[Any, ...]:
-        if self._val_examples is None:
-            self._val_examples = tuple(self.val.fetch(self.val.keys))
-        return self._val_examples
+        return ""
 
     def _select(self, pool: Pool, rng: random.Random) -> PoolEntry:
         if self._selector is not None:
@@ -549,6 +387,59 @@ class AdapterWorkload:
         chooser: Any = self.config.candidate_selection
         idx = chooser.select_candidate_idx(self.state)
         return pool.entry(self.state.artifact_id(int(idx)))
+
+    def _on_step_begun(self, step: int, entry: PoolEntry, payload: GepaStep) -> None:
+        self._iteration_start(step)
+        self.callbacks.notify(
+            "on_candidate_selected",
+            iteration=step,
+            candidate_idx=self.state.index_of(entry.artifact.id),
+            candidate=dict(entry.artifact.components),
+            score=entry.score,
+        )
+        self.callbacks.notify(
+            "on_minibatch_sampled",
+            iteration=step,
+            minibatch_ids=self.train.data_ids(payload.minibatch),
+            trainset_size=len(self.train),
+        )
+
+    def _rollout_skip(self, item: WorkItem, ev: Any, ctx: StageContext) -> str:
+        evaluated: Evaluated = ev
+        if not evaluated.trajectories:
+            ctx.end_step("skipped: the adapter gave no trajectories for capture_traces=True")
+            return "no_trajectories"
+        return ""
+
+    def _on_rollout_skipped(self, item: WorkItem, ev: Any, reason: str) -> None:
+        p: GepaStep = item.payload
+        idx = self.state.index_of(p.parent_id)
+        self.callbacks.notify(
+            "on_evaluation_skipped", iteration=item.step, candidate_idx=idx, reason=reason,
+            scores=list(ev.scores), is_seed_candidate=idx == 0,
+        )  # fmt: skip
+
+    def _on_gate(self, item: WorkItem, before: float, after: float, passed: bool) -> None:
+        self._gate_scores[item.step] = (before, after)
+        if not passed:
+            self.callbacks.notify(
+                "on_candidate_rejected", iteration=item.step, old_score=before, new_score=after,
+                reason=f"New subsample score {after} not better than old score {before}",
+            )  # fmt: skip
+
+    def _metric_cap(self, ctx: StageContext) -> HardCap:
+        """Its own budget: the run's hard cap once attached to a pipeline in hard-cap mode."""
+        return self.budget
+
+    def _on_stage_error(self, step: int, exc: BaseException) -> None:
+        """Remember what a stage raised, so ``on_error`` gets the exception itself."""
+        self._errors[step] = exc
+
+    # ---- helpers ---------------------------------------------------------------
+    def _validation_examples(self) -> tuple[Any, ...]:
+        if self._val_examples is None:
+            self._val_examples = tuple(self.val.fetch(self.val.keys))
+        return self._val_examples
 
     def _parents_of(self, idx: int | None) -> list[int]:
         if idx is None:
@@ -580,15 +471,9 @@ class AdapterWorkload:
         )  # fmt: skip
         return ev
 
-    async def _afford(self, ctx: StageContext, step: int, n: int) -> bool:
-        """Whether ``step`` may spend ``n`` more metric calls (waiting for budget if need be)."""
-        if await self.budget.ensure(step, n):
-            return True
-        ctx.end_step(f"budget: max_metric_calls={self.budget.limit} cannot pay for {n} more calls")
-        return False
-
     def _count(self, ctx: StageContext, step: int, n: int) -> None:
-        ctx.count_metric_calls(n)
+        if self._count_on_run:
+            ctx.count_metric_calls(n)
         self.budget.spend(step, n)
         self.state.total_num_evals = self.budget.spent
         limit = self.budget.limit
@@ -597,25 +482,6 @@ class AdapterWorkload:
             metric_calls_delta=n,
             metric_calls_remaining=max(0, limit - self.budget.spent) if limit else None,
         )  # fmt: skip
-
-    def _should_stop(self) -> str:
-        """Why no new step may start (a stop condition, the stop file, the budget), or ''."""
-        if self.run_dir is not None and self.run_dir.stop_requested():
-            return f"stop file {self.run_dir.stop_file} found"
-        for stopper in self.stoppers:
-            try:
-                stop = stopper(self.state)
-            except Exception as exc:
-                # A broken stop condition must not let a run go on unbounded.
-                return f"stop condition {stopper!r} raised {exc!r}"
-            if stop:
-                return f"stop condition {stopper!r} met"
-        if not self.budget.can_ever_pay(self.step_cost):
-            return (
-                f"max_metric_calls={self.budget.limit} reached: what is left cannot pay for "
-                f"another step ({self.step_cost} calls at most)"
-            )
-        return ""
 
     def _iteration_start(self, step: int) -> None:
         self._started.add(step)
@@ -665,7 +531,7 @@ class AdapterWorkload:
         if e.step > 0:
             self.callbacks.notify(
                 "on_candidate_accepted", iteration=e.step, new_candidate_idx=idx,
-                new_score=self._gate.get(e.step, (0.0, entry.score))[1], parent_ids=parents,
+                new_score=self._gate_scores.get(e.step, (0.0, entry.score))[1], parent_ids=parents,
             )  # fmt: skip
         self._save(e.step)
 
@@ -684,7 +550,7 @@ class AdapterWorkload:
         self.budget.release(e.step)
         self._errors.pop(e.step, None)
         self._started.discard(e.step)
-        gate = self._gate.pop(e.step, None)
+        gate = self._gate_scores.pop(e.step, None)
         if e.outcome.startswith("discarded") and gate is not None:
             self.callbacks.notify(
                 "on_candidate_rejected", iteration=e.step, old_score=gate[0],

@@ -12,14 +12,27 @@ spent and the reserved calls reach the budget, no new step starts and items
 waiting for a stage that spends calls are dropped. A run therefore overshoots
 its metric-call budget by at most the one stage run that reserved last (GEPA
 overshoots by one iteration), not by everything that was in flight.
+
+**Hard-cap mode** (:class:`HardCap`, ``Budget(hard_metric_cap=True)``): a step
+reserves what it could spend at most (its minibatch twice and the validation
+set once, for GEPA) before it evaluates anything, waits while the budget is
+spoken for by other steps, and gives back what it did not spend when it ends
+(gated out, skipped, failed). Work beyond that (a repaired artifact validated
+again) reserves more before it runs (:meth:`HardCap.ensure`). The spent count
+never exceeds the cap, every step that starts can finish, and a run ends when
+the unreserved rest cannot pay for another step. This is how
+``flashevolve_nb.optimize`` keeps ``max_metric_calls``. One assumption: an
+evaluation of ``n`` examples costs at most ``n`` metric calls; an evaluator
+that reports more is counted as it says, and the count can then pass the cap.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
-__all__ = ["Budget", "BudgetTracker", "Reservation"]
+__all__ = ["Budget", "BudgetTracker", "HardCap", "Reservation"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +48,11 @@ class Budget:
     max_proposals: int | None = None
     max_sim_seconds: float | None = None
     max_wall_seconds: float | None = None
+    hard_metric_cap: bool = False
+    """``max_metric_calls`` as a hard cap: a workload's steps reserve their worst case
+    up front (:class:`HardCap`, handed to stages as ``StageContext.metric_cap``; both
+    GEPA evaluators do) and the run never spends more than the limit. Default: the
+    per-stage reservations above (overshoot by at most one stage run)."""
 
     def __post_init__(self) -> None:
         for name in ("max_metric_calls", "max_proposals", "max_sim_seconds", "max_wall_seconds"):
@@ -95,6 +113,9 @@ class BudgetTracker:
         self.proposals = 0
         self._wall_start = time.monotonic()
         self._wall_before = 0.0
+        self.hard_cap = HardCap(self)
+        """Per-step reservations against ``max_metric_calls`` (the hard-cap mode); it
+        counts on this tracker's ``metric_calls``, so there is one count."""
 
     def restart_wall_clock(self) -> None:
         self._wall_start = time.monotonic()
@@ -140,3 +161,95 @@ class BudgetTracker:
         if self.exhausted("proposals"):
             return f"max_proposals={self.budget.max_proposals} reached"
         return None
+
+
+class HardCap:
+    """``max_metric_calls`` as a hard cap, reserved per step (see the module docstring).
+
+    It counts on a :class:`BudgetTracker`'s ``metric_calls`` (the run's one
+    count); ``HardCap(limit)`` alone makes a tracker of its own. ``limit`` None
+    is no limit: nothing ever waits.
+    """
+
+    def __init__(self, tracker: BudgetTracker | int | None) -> None:
+        if not isinstance(tracker, BudgetTracker):
+            if tracker is not None and (
+                isinstance(tracker, bool) or not isinstance(tracker, int) or tracker < 1
+            ):
+                raise ValueError(f"max_metric_calls must be >= 1 or None (got {tracker!r})")
+            tracker = BudgetTracker(Budget(max_metric_calls=tracker, hard_metric_cap=True))
+        self.tracker = tracker
+        self._held: dict[int, int] = {}
+        self._waiters: list[asyncio.Future[None]] = []
+
+    @property
+    def limit(self) -> int | None:
+        return self.tracker.budget.max_metric_calls
+
+    @property
+    def spent(self) -> int:
+        return self.tracker.metric_calls
+
+    @property
+    def reserved(self) -> int:
+        return sum(self._held.values())
+
+    @property
+    def remaining(self) -> int | None:
+        """What is neither spent nor reserved (None without a limit)."""
+        if self.limit is None:
+            return None
+        return max(0, self.limit - self.spent - self.reserved)
+
+    def can_ever_pay(self, cost: int) -> bool:
+        """Whether a step costing ``cost`` can still start, now or once reservations come back."""
+        return self.limit is None or self.limit - self.spent >= cost
+
+    async def reserve(self, step: int, cost: int) -> bool:
+        """Hold ``cost`` calls for ``step``, waiting for other steps to give some back if needed.
+
+        False when the budget can never pay for it (even with every reservation returned).
+        """
+        while True:
+            if not self.can_ever_pay(cost):
+                return False
+            remaining = self.remaining
+            if remaining is None or remaining >= cost:
+                self._held[step] = self._held.get(step, 0) + cost
+                return True
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+
+    async def ensure(self, step: int, n: int) -> bool:
+        """Make ``step``'s reservation cover ``n`` more calls, reserving more if it does not.
+
+        A step only needs more than it reserved when its work is redone (a repaired
+        artifact is validated again) or it never reserved (steps the engine starts by
+        itself). It gives back what it holds before it waits, so a waiting step never
+        holds budget that another waiting step needs.
+        """
+        held = self._held.get(step, 0)
+        if self.limit is None or held >= n:
+            return True
+        self.release(step)
+        return await self.reserve(step, n)
+
+    def spend(self, step: int, n: int) -> None:
+        """Count ``n`` calls as spent, out of ``step``'s reservation first."""
+        self.tracker.metric_calls += n
+        held = self._held.get(step)
+        if held is not None:
+            self._held[step] = max(0, held - n)
+        self._wake()
+
+    def release(self, step: int) -> None:
+        """Give back what ``step`` reserved and did not spend (its step has ended)."""
+        if self._held.pop(step, None) is not None:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)

@@ -13,7 +13,7 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from flashevolve_nb.engine.budget import Reservation
+from flashevolve_nb.engine.budget import HardCap, Reservation
 from flashevolve_nb.engine.events import Event, LLMCallFinished, LLMCallStarted, LLMRetry
 from flashevolve_nb.engine.workload import ModelRoles
 from flashevolve_nb.llm.protocol import LLM, Completion, Message, RetryNotice, retry_listener
@@ -85,6 +85,15 @@ class StageContext:
         by every stage run in flight (see :mod:`flashevolve_nb.engine.budget`).
         """
         return self._pipeline.reserve_metric_calls(self.step, n)
+
+    @property
+    def metric_cap(self) -> HardCap | None:
+        """The run's metric budget in hard-cap mode (``Budget(hard_metric_cap=True)``), for
+        a workload that reserves a step's worst case up front; None in the default mode.
+        Calls spent through it are counted on the run; what a step still holds returns
+        when the step ends."""
+        p = self._pipeline
+        return p.budget.hard_cap if p.config.budget.hard_metric_cap else None
 
     def count_proposal(self) -> None:
         self._pipeline.budget.proposals += 1

@@ -1185,6 +1185,7 @@ class Pipeline:
     def _release_reservations(self, step: int) -> None:
         for r in self._reservations.pop(step, ()):
             r.release()
+        self.budget.hard_cap.release(step)
 
     def step_limit(self) -> int:
         """Steps that may be in flight now: ``depth``, less under a metric-call budget.

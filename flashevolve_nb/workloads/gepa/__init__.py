@@ -1,7 +1,13 @@
-"""GEPA (reflective prompt evolution) as a workload of the pipeline."""
+"""GEPA (reflective prompt evolution) as a workload of the pipeline.
+
+One step core (:class:`GepaCore`) with two evaluators: the LLM task
+(:class:`GepaWorkload`) and a ``gepa`` adapter
+(:class:`flashevolve_nb.compat.AdapterWorkload`, behind ``flashevolve_nb.optimize``).
+"""
 
 from __future__ import annotations
 
+from flashevolve_nb.workloads.gepa.core import GepaCore, Proposal
 from flashevolve_nb.workloads.gepa.prompts import (
     ReflectionExample,
     ReflectionParse,
@@ -11,6 +17,7 @@ from flashevolve_nb.workloads.gepa.prompts import (
 from flashevolve_nb.workloads.gepa.sampler import EpochShuffledSampler
 from flashevolve_nb.workloads.gepa.workload import (
     Evaluation,
+    Evaluations,
     GepaConfig,
     GepaStep,
     GepaWorkload,
@@ -20,9 +27,12 @@ from flashevolve_nb.workloads.gepa.workload import (
 __all__ = [
     "EpochShuffledSampler",
     "Evaluation",
+    "Evaluations",
     "GepaConfig",
+    "GepaCore",
     "GepaStep",
     "GepaWorkload",
+    "Proposal",
     "ReflectionExample",
     "ReflectionParse",
     "Task",
