@@ -6,6 +6,7 @@ import dataclasses
 import importlib
 import itertools
 import os
+from pathlib import Path
 from typing import Any
 
 from flashevolve_nb.demo import Demo, DemoConfig
@@ -64,7 +65,13 @@ def start(
                 raise TypeError(
                     f"start() takes a Pipeline, a Demo or a DemoConfig (got {type(what).__name__})"
                 )
-            demo = demo_builder(workload)(dataclasses.replace(cfg, **demo_options))
+            extra: dict[str, Any] = {}
+            if workload == "meta-harness" and run_dir is not None:
+                # The candidates' history lives with the run, so a resume reads it all again.
+                from flashevolve_nb.store.schema import WORKLOAD_DIR
+
+                extra["history_dir"] = Path(run_dir) / WORKLOAD_DIR / "candidates"
+            demo = demo_builder(workload)(dataclasses.replace(cfg, **demo_options), **extra)
         pipeline = demo.pipeline
         config = {k: v for k, v in dataclasses.asdict(demo.config).items() if k != "gepa"}
         if workload != "gepa":

@@ -2,8 +2,10 @@
 
 Everything shown from it is simulated. ``Simulator(profile, seed, clock)``
 gives LLM backends (``sim.llm(role)``) that read the very prompts a real
-model would get and answer them from a script; ``RulebookTask`` is the task
-family whose rules the script knows; profiles set how slow the server is.
+model would get and answer them from a script (GEPA's, ACE's and
+Meta-Harness's roles, told apart by their prompts: :mod:`.roles`), in process
+or over HTTP (:mod:`.http_server`); ``RulebookTask`` is the task family whose
+rules the script knows; profiles set how slow the server is.
 """
 
 from __future__ import annotations

@@ -26,10 +26,10 @@ from typing import Any
 from flashevolve_nb.clock import Clock
 from flashevolve_nb.llm.protocol import Completion, Message, Usage
 from flashevolve_nb.sim.batching import BatchingServer
-from flashevolve_nb.sim.behaviour import respond
 from flashevolve_nb.sim.hosted import HostedServer
 from flashevolve_nb.sim.lengths import lengths_for
 from flashevolve_nb.sim.profiles import ApiProfile, Profile, VllmProfile, get_profile
+from flashevolve_nb.sim.roles import respond_any
 from flashevolve_nb.sim.server import SimulatedServer
 
 __all__ = ["MODEL_NAME", "SimulatedLLM", "Simulator", "make_server", "prompt_tokens"]
@@ -112,8 +112,8 @@ class SimulatedLLM:
             raise ValueError(f"max_tokens must be a positive int or None (got {max_tokens!r})")
         temperature = params.get("temperature")
         rng = self.simulator.request_rng(messages, temperature)
-        reply = respond(messages, rng)
-        drawn = lengths_for(reply.kind).draw(rng)
+        reply = respond_any(messages, rng)
+        drawn = (reply.lengths or lengths_for(reply.kind)).draw(rng)
         text, finish, tokens = reply.text, reply.finish_reason, drawn
         if max_tokens is not None and drawn > max_tokens:
             # cut off by the limit: the visible text loses its end in proportion

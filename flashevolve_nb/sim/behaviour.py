@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from flashevolve_nb.llm.protocol import FinishReason, Message
 from flashevolve_nb.repair.prompt import REPAIR_MARKER
 from flashevolve_nb.sim.answers import compose_answer
-from flashevolve_nb.sim.lengths import CallKind
+from flashevolve_nb.sim.lengths import CallKind, LengthModel
 from flashevolve_nb.sim.repair import REPAIR
 from flashevolve_nb.sim.rulebook import topic_of
 from flashevolve_nb.sim.rules import CONFLICTS, RULES, RULES_BY_ID, conflicts_with, stated_rules
@@ -53,6 +53,8 @@ class Reply:
     text: str
     kind: CallKind
     finish_reason: FinishReason = "stop"
+    lengths: LengthModel | None = None
+    """How long the answer is counted as (None: the call kind's usual lengths)."""
 
 
 @dataclass(frozen=True, slots=True)

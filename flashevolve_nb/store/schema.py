@@ -50,9 +50,12 @@ FORMAT_VERSION = 1
 APPLICATION_ID = 0x46455652  # "FEVR"
 DURABLE_NAME = "run.durable"
 _CREATING = DB_NAME + ".creating"
+WORKLOAD_DIR = "workload"
+"""A folder of a run directory that belongs to the workload (Meta-Harness keeps every
+candidate's code, scores and traces there, so a resumed run reads them again)."""
 _OURS = {
     DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", LOCK_NAME, _CREATING, DURABLE_NAME,
-    DURABLE_NAME + ".tmp",
+    DURABLE_NAME + ".tmp", WORKLOAD_DIR,
 }  # fmt: skip
 
 _SCHEMA = """

@@ -16,7 +16,7 @@ bullets went from the admitted artifacts' records.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,15 +28,38 @@ __all__ = ["BulletIds", "RebaseCounts", "moves", "rebase"]
 
 
 class BulletIds:
-    """The run's bullet id counter: ``b-1``, ``b-2``... never reused."""
+    """The run's bullet id counter: ``b-1``, ``b-2``... never reused.
+
+    Alone, the counter lives in memory. A workload inside a pipeline draws the
+    numbers from the run's own id counters instead (:meth:`draw_from`), which
+    the run store keeps with everything it stores and a resumed run restores:
+    an id that a stored playbook holds (one an earlier, killed process made,
+    admitted or not) is then never handed out again.
+    """
+
+    MAX_SKIP = 1_000_000
+    """Draws at most spent to get past the ids a seed or a person's edit holds; beyond
+    (ids numbered absurdly high), numbers come from the in-memory counter."""
 
     def __init__(self, start: int = 1) -> None:
         self._next = start
+        self._draw: Callable[[], int] | None = None
+
+    def draw_from(self, draw: Callable[[], int]) -> None:
+        """Take numbers from ``draw``: increasing, each once (a durable counter)."""
+        self._draw = draw
 
     def allocate(self) -> str:
-        bullet_id = f"b-{self._next}"
-        self._next += 1
-        return bullet_id
+        n = self._next
+        if self._draw is not None:
+            drawn = self._draw()
+            for _ in range(self.MAX_SKIP):
+                if drawn >= self._next:
+                    n = drawn
+                    break
+                drawn = self._draw()
+        self._next = n + 1
+        return f"b-{n}"
 
     def observe(self, playbook: Playbook) -> None:
         """Never hand out an id ``playbook`` already uses (a seed, a resumed run)."""

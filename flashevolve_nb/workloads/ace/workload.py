@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -115,6 +115,19 @@ class AceStep:
     val_scores: tuple[float, ...] = ()
     rebased_from: str | None = None
     """The stale child this item's playbook replaces (set by a rebase)."""
+
+
+BULLET_COUNTER = "b-"
+"""The prefix of the run's id counter that bullet numbers are drawn from."""
+
+
+def _bullet_numbers(ctx: StageContext) -> Callable[[], int]:
+    """The run's durable counter of bullet numbers (1, 2...; restored on resume)."""
+
+    def draw() -> int:
+        return int(ctx.new_id(BULLET_COUNTER)[len(BULLET_COUNTER) :]) + 1
+
+    return draw
 
 
 class AceWorkload:
@@ -235,7 +248,8 @@ class AceWorkload:
 
     def restore_progress(self, pool: Pool, steps: int) -> None:
         """A resumed run: move the sampler past the steps begun before, and never hand
-        out a bullet id a stored playbook uses."""
+        out a bullet id a stored playbook uses (bullet numbers come from the run's id
+        counters, which the store restored; the pool's own ids are a floor besides)."""
         for _ in range(steps):
             self._sampler.next_batch()
         for entry in pool:
@@ -263,6 +277,7 @@ class AceWorkload:
                 f"rebase: its parent {target.id} is still the best playbook; used as is",
                 history_ids=seen,
             )
+        self._ids.draw_from(_bullet_numbers(ctx))
         applied = rebase(
             p.delta, self.playbook_of(target), self._ids, moves(e.artifact for e in pool)
         )
@@ -343,6 +358,7 @@ class AceWorkload:
             return []
         delta = Delta(parsed.value, p.reflection.tags)
         # Ids are allocated here, where the delta is applied, never by the curator.
+        self._ids.draw_from(_bullet_numbers(ctx))
         applied = rebase(delta, parent, self._ids, moves(e.artifact for e in ctx.pool))
         if not applied.changed_bullets:
             ctx.end_step(

@@ -54,8 +54,16 @@ class HistoryDir:
         self._cache: dict[Path, str] = {}
 
     def folders(self) -> list[Path]:
-        """Candidate folders, oldest first."""
-        return sorted(p for p in self.root.iterdir() if p.is_dir() and p.name[:4].isdigit())
+        """Candidate folders, oldest first (not one a killed process left half-written)."""
+        return sorted(
+            p
+            for p in self.root.iterdir()
+            if p.is_dir() and p.name[:4].isdigit() and not p.name.endswith(".tmp")
+        )
+
+    def candidates(self) -> set[str]:
+        """The artifact ids the history holds a folder for."""
+        return {f.name.split("-", 1)[1] for f in self.folders() if "-" in f.name}
 
     def record(self, c: CandidateRecord) -> Path:
         """Write a candidate's folder (the files appear complete or not at all)."""

@@ -13,7 +13,11 @@ import re
 from dataclasses import dataclass, replace
 from typing import Literal
 
-__all__ = ["Knobs", "read_knobs", "render"]
+__all__ = ["TASK_MARKER", "Knobs", "read_knobs", "render"]
+
+TASK_MARKER = "Classify the request into one label."
+"""The first line of the system message every harness of this family writes: how the
+simulator (in process or over HTTP) recognises a ticket task conversation."""
 
 Selection = Literal["recent", "similar"]
 
@@ -84,7 +88,7 @@ def _retrieve(task, memory):
 
 
 def build_context(task, memory):
-    lines = ["Classify the request into one label."]
+    lines = [<TASK_MARKER>]
     if LIST_LABELS and memory:
         lines.append("Labels: " + ", ".join(sorted(memory["labels"])))
     if FORMAT_HINT:
@@ -101,6 +105,7 @@ def build_context(task, memory):
         {"role": "user", "content": "Input: " + task["input"]},
     ]
 """
+_BODY = _BODY.replace("<TASK_MARKER>", f'"{TASK_MARKER}"')
 
 
 def render(knobs: Knobs) -> str:

@@ -233,10 +233,24 @@ class MetaHarnessWorkload:
         )  # fmt: skip
 
     def restore_progress(self, pool: Pool, steps: int) -> None:
-        """A resumed run: the stored pool knows each harness's objectives already."""
-        for entry in pool:
+        """A resumed run: the stored pool knows each harness's objectives already, and
+        the history gets a folder for each pooled harness it lacks (a history in a new
+        directory: the earlier one was temporary), without traces, which only the
+        earlier directory held."""
+        recorded = self.history.candidates()
+        for entry in sorted(pool, key=lambda e: e.version):
+            a = entry.artifact
             if entry.objectives:
-                self._measured[entry.artifact.id] = dict(entry.objectives)
+                self._measured[a.id] = dict(entry.objectives)
+            if a.id not in recorded and isinstance(a.components.get(COMPONENT), str):
+                self.history.record(
+                    CandidateRecord(
+                        a.id, a.parents[0] if a.parents else None, -1, a[COMPONENT],
+                        "evaluated", "restored from the run store; its traces were not kept",
+                        accuracy=entry.score, context_tokens=entry.objectives.get(TOKENS),
+                        scores=dict(zip(pool.instance_ids, entry.scores, strict=False)),
+                    )
+                )  # fmt: skip
 
     def admission(self, item: WorkItem) -> Sequence[float]:
         payload: MetaHarnessStep = item.payload
