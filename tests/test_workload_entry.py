@@ -93,3 +93,26 @@ def test_start_runs_meta_harness(runs: list[Run], monkeypatch: pytest.MonkeyPatc
     best = dash.archive["artifacts"][dash.archive["snapshot"]["pool"]["best_id"]]
     assert "def build_context" in next(iter(best["components"].values()))  # code, as text
     dash.close()
+
+
+def test_the_run_command_records_an_ace_run_and_resumes_it_as_ace(tmp_path: Path) -> None:
+    from flashevolve_nb import open_run
+
+    cfg = tmp_path / "ace.toml"
+    cfg.write_text('workload = "ace"\nminutes = 6\nclock = "virtual"\n')
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "flashevolve_nb", "run", "--run-dir", str(run_dir), "--quiet"]
+    first = subprocess.run([*cmd, "--config", str(cfg)], capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "session 2" in again.stdout
+    with open_run(run_dir) as stored:
+        assert stored.config["run"]["workload"] == "ace" and stored.meta.workload.startswith("ace")
+        assert "playbook" in stored.result().best
+    bad = tmp_path / "bad.toml"
+    bad.write_text('workload = "acme"\n')
+    r = subprocess.run([*cmd[:-1], "--config", str(bad)], capture_output=True, text=True,
+                       timeout=60)  # fmt: skip
+    assert r.returncode == 2 and "workload must be 'gepa' or 'ace' or 'meta-harness'" in r.stderr

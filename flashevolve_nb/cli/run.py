@@ -23,16 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from flashevolve_nb.cli.checks import check_clock, new_loop
-from flashevolve_nb.demo import DemoConfig, build_demo
+from flashevolve_nb.demo import DemoConfig
 from flashevolve_nb.engine import Pipeline, RunFailed
 from flashevolve_nb.engine.bus import EventBus
 from flashevolve_nb.engine.events import Admitted, Event, RunResumed, StepRestarted
+from flashevolve_nb.runtime.launch import demo_builder
 from flashevolve_nb.store import attach, open_run
+from flashevolve_nb.store.schema import WORKLOAD_DIR
 
 __all__ = ["add_parser", "load_config"]
 
 _SKIP = {"gepa", "controller_params"}  # objects, not settings a file can hold
-_EXTRA = {"clock": ("real", "virtual")}
+_EXTRA = {"clock": ("real", "virtual"), "workload": ("gepa", "ace", "meta-harness")}
 
 
 def add_parser(sub: Any) -> None:
@@ -40,7 +42,8 @@ def add_parser(sub: Any) -> None:
         "run",
         help="run an evolution headless, recorded in a run directory (resumable)",
         description=(
-            "Run the demo evolution (GEPA on the simulated rulebook task) from a configuration "
+            "Run a demo evolution (GEPA by default; workload = 'ace' or 'meta-harness' in the "
+            "file picks another) from a configuration "
             "file, recording everything in a run directory (SQLite). Each admission is printed "
             "once it is durable. After a crash or a kill, --resume continues the stored run."
         ),
@@ -50,7 +53,8 @@ def add_parser(sub: Any) -> None:
         type=Path,
         default=None,
         metavar="FILE",
-        help="TOML or JSON file of run settings (DemoConfig fields, plus clock = 'real' or "
+        help="TOML or JSON file of run settings (DemoConfig fields, workload = 'gepa', 'ace' "
+        "or 'meta-harness', plus clock = 'real' or "
         "'virtual'); with --resume it may be left out to reuse the stored settings",
     )
     p.add_argument(
@@ -108,6 +112,7 @@ def _handle(args: argparse.Namespace) -> int:
     else:
         raise ValueError("--config FILE is needed to start a run (only --resume can do without)")
     clock = settings.pop("clock", "real")
+    workload = settings.pop("workload", "gepa")
     check_clock(clock)  # before the run directory is touched
     try:
         config = DemoConfig(**settings)
@@ -116,9 +121,15 @@ def _handle(args: argparse.Namespace) -> int:
     bus = EventBus()
     if not args.quiet:
         bus.subscribe(_print_progress)
-    demo = build_demo(config, bus=bus)
+    extra: dict[str, Any] = {}
+    if workload == "meta-harness":  # its candidates' history lives with the run
+        extra["history_dir"] = Path(args.run_dir) / WORKLOAD_DIR / "candidates"
+    demo = demo_builder(workload)(config, bus=bus, **extra)
     store = attach(
-        demo.pipeline, args.run_dir, resume=args.resume, config={**settings, "clock": clock}
+        demo.pipeline,
+        args.run_dir,
+        resume=args.resume,
+        config={**settings, "clock": clock, "workload": workload},
     )
     loop = new_loop(clock)
     try:
