@@ -427,3 +427,19 @@ def test_a_workloads_change_record_reaches_the_page() -> None:
     arts = h.full()[0]["artifacts"]
     assert arts["a0"]["change"] == {}
     assert arts["a1"]["change"] == {"added": ["b-1"], "delta": "ADD [x] Be brief.", "duplicates": 0}
+
+
+def test_the_final_view_is_written_before_the_run_is_awaited(
+    runs: list[Run], dashboards: list[Dashboard]
+) -> None:
+    # A notebook whose last cells are quick is saved right after `await run`: the final
+    # view must be in the archive by then, not one refresh later (the refresher here
+    # would not look again for a minute).
+    run = toy(runs, ToyWorkload(durations=dict(FAST), max_steps=30), depth=3)
+    dash = run.dashboard(interval=60.0)
+    dashboards.append(dash)
+    result = run.wait(timeout=60)
+    snap = dash.archive["snapshot"]
+    assert snap["state"] == "finished" and dash.archive["meta"]["live"] is False
+    assert snap["stats"]["accepted"] == result.stats.accepted
+    assert not dash.problems

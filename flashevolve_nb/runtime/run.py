@@ -54,6 +54,9 @@ log = logging.getLogger("flashevolve_nb.runtime")
 
 _ENDED = ("finished", "failed", "cancelled")
 
+END_HOOK_SECONDS = 10.0
+"""Real seconds an end hook (``Run.on_end``) may take before the run stops waiting for it."""
+
 
 class RunEnded(FlashEvolveError, RuntimeError):
     """A control was asked of a run that has already ended."""
@@ -96,6 +99,7 @@ class Run:
         self._t1: float | None = None
         self._stop_requested = ""
         self._future: concurrent.futures.Future[RunResult] | None = None
+        self._end_hooks: list[Callable[[], None]] = []
 
     def _start(self) -> None:
         self._t0 = time.monotonic()
@@ -116,6 +120,24 @@ class Run:
             close = getattr(self.store, "close", None)
             if callable(close):
                 close()
+            await self._run_end_hooks()
+
+    def on_end(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` once the run has ended, before ``wait()`` / ``await run`` return.
+
+        It runs in a worker thread while the run's loop waits for it (so it may read
+        the run: ``snapshot()``, ``result()``), at most ``END_HOOK_SECONDS`` each. A
+        dashboard writes its final view here: a notebook whose last cells are quick
+        would otherwise be saved before that view reached it.
+        """
+        self._end_hooks.append(hook)
+
+    async def _run_end_hooks(self) -> None:
+        for hook in tuple(self._end_hooks):
+            try:
+                await asyncio.wait_for(asyncio.to_thread(hook), END_HOOK_SECONDS)
+            except Exception as exc:  # a hook's trouble must not change how the run ended
+                log.warning("run %r: an end hook failed: %r", self.name, exc, exc_info=exc)
 
     def _probe(self) -> Probe:
         # Called by the history inside emit, on the run's loop: reading is safe here.

@@ -113,8 +113,13 @@ class Dashboard(anywidget.AnyWidget):
         self._write_archive()
         if source.done:
             self._final = True
-        elif autostart:
-            self.start()
+        else:
+            on_end = getattr(source, "on_end", None)
+            if callable(on_end):
+                # The final view is written before `await run` returns, not a refresh later.
+                on_end(self._refresh_safely)
+            if autostart:
+                self.start()
 
     # ---- the model -------------------------------------------------------------------
     def model(self) -> dict[str, Any]:
@@ -163,6 +168,8 @@ class Dashboard(anywidget.AnyWidget):
                 self._write_archive()
 
     def _post(self, content: dict[str, Any]) -> None:
+        if getattr(self, "comm", None) is None:
+            return  # closed: nobody to tell
         self.send(content)
         self.messages += 1
 

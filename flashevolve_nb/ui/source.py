@@ -8,7 +8,7 @@ one widget shows a live run, a finished one, a stored one and a replay alike.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flashevolve_nb.engine.events import Event, ItemQueued, RunStarted
@@ -77,7 +77,8 @@ class LiveSource:
 
     @property
     def done(self) -> bool:
-        return self.run.done
+        # The pipeline has ended even while the run's end hooks (the final view) still run.
+        return self.run.done or self.run.pipeline.state in ("finished", "failed", "cancelled")
 
     @property
     def history(self) -> RunHistory:
@@ -92,13 +93,16 @@ class LiveSource:
             "simulated": "simulat" in backend.lower(), "time_scale": snap.time_scale,
             "mode": p.mode, "seed": p.seed, "stages": [s.name for s in p.stages],
             "instance_ids": list(snap.pool.instance_ids), "policies": list(snap.policies),
-            "live": not self.run.done, "replay": False,
+            "live": not self.done, "replay": False,
             "knobs": knobs(snap.controller_params),
             "stage_help": {s.name: STAGE_HELP.get(s.name, "") for s in p.stages},
         })  # fmt: skip
 
     def snapshot_json(self) -> dict[str, Any]:
         return snapshot_json(self.run.snapshot())
+
+    def on_end(self, hook: Callable[[], None]) -> None:
+        self.run.on_end(hook)
 
     # ---- steering ------------------------------------------------------------------
     def command(self, cmd: str, args: Mapping[str, Any]) -> Ack:
