@@ -158,3 +158,32 @@ def test_without_the_audit_hook_the_os_still_refuses(listener: int) -> None:
     if ROOT:
         result = bare.run(harness("open('../escape.txt', 'w')"), TRAIN, TASKS)
         assert not result.ok and "Permission denied" in result.failure
+
+
+def test_work_folders_of_killed_runs_are_swept_and_no_run_leaves_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    # World-traversable, as the sandbox needs when it drops to an unprivileged user.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    for p in (scratch, *scratch.parents):
+        if p in (Path("/"), Path("/tmp")):  # already traversable: leave them be
+            break
+        if p.stat().st_uid == os.geteuid():
+            p.chmod(p.stat().st_mode | 0o011)
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead = scratch / f"flashevolve-harness-{gone.stdout.strip()}-abc"
+    alive = scratch / f"flashevolve-harness-{os.getpid()}-def"
+    for folder in (dead, alive):
+        (folder / "work").mkdir(parents=True)
+    result = Sandbox(SandboxLimits(time_limit=2.0, memory_mb=256)).run(GOOD, TRAIN, TASKS)
+    assert result.ok, result.failure
+    assert not dead.exists(), "a killed run's work folder outlived it"
+    assert alive.exists(), "a live process's folder was taken"
+    assert sorted(p.name for p in scratch.iterdir()) == [alive.name]  # the run cleaned up

@@ -188,6 +188,7 @@ class Sandbox:
         self.inline = inline
         self.python = python
         self._slots = asyncio.Semaphore(max_parallel)
+        self._swept = False
         self._netns = (
             network_namespace_works()
             if self.limits.network_namespace is None
@@ -251,7 +252,13 @@ class Sandbox:
         """Import ``code`` as ``harness.py``, feed it the training examples
         (``update_memory``) and ask it for the context of every task (blocking)."""
         lim = self.limits
-        base = Path(tempfile.mkdtemp(prefix="flashevolve-harness-", dir=self._scratch()))
+        scratch = self._scratch()
+        if not self._swept:
+            self._swept = True
+            _sweep(Path(scratch or tempfile.gettempdir()))
+        # The owner's pid in the name: a process killed mid-run leaves its folder behind,
+        # and the next sandbox removes it once that process is gone.
+        base = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=scratch))
         try:
             # The base is the sandbox's: traversable, not listable or writable by the harness.
             base.chmod(0o711)
@@ -407,3 +414,24 @@ def _traversable_by_all(path: Path) -> bool:
         return p.is_dir() and all(d.stat().st_mode & 0o001 for d in (p, *p.parents))
     except OSError:
         return False
+
+
+_PREFIX = "flashevolve-harness-"
+
+
+def _sweep(scratch: Path) -> None:
+    """Remove work folders that processes killed mid-run left behind (their pid is gone)."""
+    try:
+        folders = list(scratch.glob(f"{_PREFIX}*-*"))
+    except OSError:
+        return
+    for folder in folders:
+        pid_text = folder.name[len(_PREFIX) :].split("-", 1)[0]
+        if not pid_text.isdigit() or not folder.is_dir():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue  # alive (another user's, say): not ours to judge
