@@ -104,6 +104,27 @@ class DemoConfig:
             return SpeculationConfig()
         return SpeculationConfig(alpha=self.alpha, validation=self.speculative_validation)
 
+    def pipeline_config(
+        self, *, depth: int | None = None, speculate: bool = True, fixed: bool = False
+    ) -> PipelineConfig:
+        """The pipeline settings every workload's demo shares: mode, depth, seed, policy,
+        controller and budget. ``speculate=False`` for a workload with no stage that can
+        release early; ``fixed`` keeps the controller off (the staleness lab)."""
+        return PipelineConfig(
+            mode=self.mode,
+            depth=self.depth if depth is None else depth,
+            seed=self.seed,
+            policy=self.policy,
+            speculation=self.speculation() if speculate else SpeculationConfig(),
+            controller=self.controller if self.mode == "async" and not fixed else "fixed",
+            controller_params=self.controller_params or ControllerParams(),
+            budget=Budget(
+                max_sim_seconds=self.minutes * 60.0,
+                max_metric_calls=self.max_metric_calls,
+                max_proposals=self.max_proposals,
+            ),
+        )
+
 
 def _check_fields(c: DemoConfig) -> None:
     """Fail at once, naming the field and a valid value, before anything is built."""
@@ -286,24 +307,7 @@ def build_demo(
     )
     pipeline = Pipeline(
         workload,
-        PipelineConfig(
-            mode=config.mode,
-            depth=depth,
-            seed=config.seed,
-            policy=config.policy,
-            speculation=config.speculation(),
-            controller=(
-                config.controller
-                if config.mode == "async" and not config.staleness_lab
-                else "fixed"
-            ),
-            controller_params=config.controller_params or ControllerParams(),
-            budget=Budget(
-                max_sim_seconds=config.minutes * 60.0,
-                max_metric_calls=config.max_metric_calls,
-                max_proposals=config.max_proposals,
-            ),
-        ),
+        config.pipeline_config(depth=depth, fixed=config.staleness_lab),
         clock=clock,
         bus=bus,
     )

@@ -17,8 +17,15 @@ import pathlib
 from flashevolve_nb import start
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "test" / "fixtures" / "real-run.json"
-KEEP_EVENTS = {"admitted", "proposal_failed", "controller_action",
-               "stage_control", "run_started", "run_finished", "budget_exhausted"}
+KEEP_EVENTS = {
+    "admitted",
+    "proposal_failed",
+    "controller_action",
+    "stage_control",
+    "run_started",
+    "run_finished",
+    "budget_exhausted",
+}
 
 
 def cut(s, n):
@@ -43,12 +50,26 @@ def main():
     d.close()
     for i, a in enumerate(m["artifacts"].values()):
         a["components"] = {k: cut(v, 500) for k, v in a["components"].items()}
-        a["feedback"] = [{k: cut(v, 80) for k, v in f.items()} for f in a["feedback"][:1]] if i % 4 == 0 else []
+        a["feedback"] = (
+            [{k: cut(v, 80) for k, v in f.items()} for f in a["feedback"][:1]] if i % 4 == 0 else []
+        )
     m["events"] = [e for e in m["events"] if e["kind"] in KEEP_EVENTS]
-    # every story that names an artifact outside the pool (the lineage draws those), and a quarter of the rest
+    # stories naming an artifact outside the pool (the lineage draws those), a quarter of the rest
     pool = {r["id"] for r in m["pool"]}
-    m["stories"] = [s for i, s in enumerate(m["stories"])
-                    if i % 4 == 0 or any(x and x not in pool for x in (s.get("stale_id"), s.get("replacement_id"), s.get("parent_id"), s.get("best_id")))]
+    m["stories"] = [
+        s
+        for i, s in enumerate(m["stories"])
+        if i % 4 == 0
+        or any(
+            x and x not in pool
+            for x in (
+                s.get("stale_id"),
+                s.get("replacement_id"),
+                s.get("parent_id"),
+                s.get("best_id"),
+            )
+        )
+    ]
     for s in m["stories"]:
         for k in ("request", "answer", "reason"):
             s[k] = cut(s.get(k, ""), 100)
@@ -56,7 +77,8 @@ def main():
         s["since_ids"] = s.get("since_ids", [])[:3]
     m = rounded(m)
     OUT.write_text(json.dumps(m, separators=(",", ":"), sort_keys=True) + "\n")
-    print(OUT, OUT.stat().st_size, "bytes,", len(m["artifacts"]), "artifacts,", len(m["pool"]), "in the pool")
+    size, arts, pool = OUT.stat().st_size, len(m["artifacts"]), len(m["pool"])
+    print(OUT, size, "bytes,", arts, "artifacts,", pool, "in the pool")
 
 
 if __name__ == "__main__":

@@ -22,10 +22,8 @@ from pathlib import Path
 
 from flashevolve_nb.clock import Clock
 from flashevolve_nb.demo import DemoConfig
-from flashevolve_nb.engine import Budget, Pipeline, PipelineConfig, RunResult
+from flashevolve_nb.engine import Pipeline, RunResult
 from flashevolve_nb.engine.bus import EventBus
-from flashevolve_nb.engine.controller import ControllerParams
-from flashevolve_nb.engine.speculation import SpeculationConfig
 from flashevolve_nb.llm.protocol import LLM
 from flashevolve_nb.sim import Simulator
 from flashevolve_nb.workloads.meta_harness.sandbox import Sandbox, SandboxLimits
@@ -109,20 +107,8 @@ def build_meta_harness_demo(
     )  # fmt: skip
     pipeline = Pipeline(
         workload,
-        PipelineConfig(
-            mode=config.mode,
-            depth=config.depth,
-            seed=config.seed,
-            policy=config.policy,
-            speculation=SpeculationConfig(),
-            controller=config.controller if config.mode == "async" else "fixed",
-            controller_params=config.controller_params or ControllerParams(),
-            budget=Budget(
-                max_sim_seconds=config.minutes * 60.0,
-                max_metric_calls=config.max_metric_calls,
-                max_proposals=config.max_proposals,
-            ),
-        ),
+        # No stage of this workload releases early: no speculation.
+        config.pipeline_config(speculate=False),
         clock=clock,
         bus=bus,
     )
