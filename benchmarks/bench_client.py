@@ -9,8 +9,10 @@ measured is HTTP, JSON and the client layers.
    ``OpenAIBackend`` alternating call by call (so drift hits both alike);
    the difference of the medians is what our layer (balancer, retry loop,
    request building, parsing, accounting) adds.
-2. Throughput: 256 requests in flight at all times, for each client in
-   alternating rounds; the median round's requests per second of wall time.
+2. Throughput: 256 requests in flight at all times, for each client (the raw
+   client, then ``OpenAIBackend`` on each ``http_transport``) in alternating
+   rounds; the median round's requests per second of wall time and client CPU
+   per request (this process only: the figure a fast run is bound by).
 
 Prints a table; nothing is asserted. Run: ``python3 benchmarks/bench_client.py``.
 """
@@ -67,9 +69,13 @@ def raw_client(url: str, connections: int) -> openai.AsyncOpenAI:
     )
 
 
-def ours(url: str, connections: int) -> OpenAIBackend:
+def ours(url: str, connections: int, transport: str = "auto") -> OpenAIBackend:
     return OpenAIBackend(
-        model=MODEL, base_url=url, max_concurrency=connections, retry=RetryPolicy(max_retries=0)
+        model=MODEL,
+        base_url=url,
+        max_concurrency=connections,
+        retry=RetryPolicy(max_retries=0),
+        http_transport=transport,
     )
 
 
@@ -111,8 +117,11 @@ async def overhead(url: str, calls: int, warmup: int) -> dict[str, float]:
     }
 
 
-async def sustained(call: Callable[[], Awaitable[None]], concurrency: int, requests: int) -> float:
-    """Requests per second with ``concurrency`` in flight until ``requests`` are done."""
+async def sustained(
+    call: Callable[[], Awaitable[None]], concurrency: int, requests: int
+) -> tuple[float, float]:
+    """Requests per second of wall time, and client CPU seconds per request, with
+    ``concurrency`` in flight until ``requests`` are done."""
     left = requests
 
     async def worker() -> None:
@@ -121,33 +130,49 @@ async def sustained(call: Callable[[], Awaitable[None]], concurrency: int, reque
             left -= 1
             await call()
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return requests / (time.perf_counter() - t0)
+    return requests / (time.perf_counter() - t0), (time.process_time() - c0) / requests
 
 
-async def throughput(url: str, concurrency: int, requests: int, rounds: int) -> dict[str, float]:
+async def throughput(
+    url: str, concurrency: int, requests: int, rounds: int, transports: list[str]
+) -> dict[str, dict[str, float]]:
+    """Per client (the raw ``openai`` client, then ``OpenAIBackend`` on each transport):
+    median requests/s and client CPU per request over alternating rounds."""
     raw = raw_client(url, concurrency)
-    mine = ours(url, concurrency)
+    mine = {t: ours(url, concurrency, t) for t in transports}
 
     async def call_raw() -> None:
         await raw.chat.completions.create(model=MODEL, messages=MESSAGES, **PARAMS)  # type: ignore[arg-type]
 
-    async def call_ours() -> None:
-        await mine.chat(MESSAGES, **PARAMS)
+    def call_ours(backend: OpenAIBackend) -> Callable[[], Awaitable[None]]:
+        async def call() -> None:
+            await backend.chat(MESSAGES, **PARAMS)
 
-    await sustained(call_raw, concurrency, concurrency)  # warm the connection pools
-    await sustained(call_ours, concurrency, concurrency)
-    # Alternating rounds, so that other load on the machine hits both alike.
+        return call
+
+    calls: dict[str, Callable[[], Awaitable[None]]] = {"raw": call_raw}
+    calls.update({t: call_ours(b) for t, b in mine.items()})
+    for call in calls.values():  # warm the connection pools
+        await sustained(call, concurrency, concurrency)
+    # Alternating rounds, so that other load on the machine hits every client alike.
     per_round = max(concurrency, requests // rounds)
-    raw_rps, our_rps = [], []
+    seen: dict[str, list[tuple[float, float]]] = {k: [] for k in calls}
     for _ in range(rounds):
-        raw_rps.append(await sustained(call_raw, concurrency, per_round))
-        our_rps.append(await sustained(call_ours, concurrency, per_round))
-    assert mine.stats().failed_calls == 0
+        for key, call in calls.items():
+            seen[key].append(await sustained(call, concurrency, per_round))
+    assert all(b.stats().failed_calls == 0 for b in mine.values())
     await raw.close()
-    await mine.aclose()
-    return {"raw_rps": statistics.median(raw_rps), "ours_rps": statistics.median(our_rps)}
+    for b in mine.values():
+        await b.aclose()
+    return {
+        k: {
+            "rps": statistics.median(r for r, _ in v),
+            "cpu_us": statistics.median(c for _, c in v) * 1e6,
+        }
+        for k, v in seen.items()
+    }
 
 
 def main() -> None:
@@ -157,12 +182,18 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=6000, help="requests per client, in all")
     ap.add_argument("--rounds", type=int, default=4, help="alternating throughput rounds")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
+    ap.add_argument(
+        "--transports",
+        default="httpx,aiohttp",
+        help="OpenAIBackend http_transport values to compare, comma-separated",
+    )
     args = ap.parse_args()
+    transports = [t for t in args.transports.split(",") if t]
 
     proc, url = start_server()
     try:
         o = asyncio.run(overhead(url, args.calls, warmup=50))
-        t = asyncio.run(throughput(url, args.concurrency, args.requests, args.rounds))
+        t = asyncio.run(throughput(url, args.concurrency, args.requests, args.rounds, transports))
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(20)
@@ -188,11 +219,13 @@ def main() -> None:
         f"\nsustained, {args.concurrency} requests in flight ({args.requests} requests each, "
         f"median of {args.rounds} alternating rounds):"
     )
-    print(f"  raw openai client   {t['raw_rps']:.0f} requests/s")
-    print(f"  OpenAIBackend       {t['ours_rps']:.0f} requests/s")
+    for key, fig in t.items():
+        label = "raw openai client" if key == "raw" else f"OpenAIBackend, {key}"
+        rate, cpu = fig["rps"], fig["cpu_us"]
+        print(f"  {label:<26} {rate:6.0f} requests/s   client CPU {cpu:5.0f} us/request")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({**o, **t, "concurrency": args.concurrency}, f, indent=2)
+            json.dump({**o, "sustained": t, "concurrency": args.concurrency}, f, indent=2)
 
 
 if __name__ == "__main__":

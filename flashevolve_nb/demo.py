@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from flashevolve_nb.clock import Clock
@@ -305,12 +305,14 @@ def build_demo(
         seed=config.seed,
         repair_lm=lm("repair"),
     )
-    pipeline = Pipeline(
-        workload,
-        config.pipeline_config(depth=depth, fixed=config.staleness_lab),
-        clock=clock,
-        bus=bus,
-    )
+    pipeline_config = config.pipeline_config(depth=depth, fixed=config.staleness_lab)
+    if llms is None and config.controller_params is None:
+        # The simulated server's sequence cap is known here: let the controller aim at it.
+        profile = sim.profile
+        cap = getattr(profile, "max_running", None) or getattr(profile, "max_concurrency", None)
+        params = ControllerParams(server_cap=cap)
+        pipeline_config = replace(pipeline_config, controller_params=params)
+    pipeline = Pipeline(workload, pipeline_config, clock=clock, bus=bus)
     for breaker in breakers:
         breaker.attach(pipeline)
     return Demo(config, pipeline, sim, task, workload)

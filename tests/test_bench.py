@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +258,37 @@ def test_cli_bench_runs_end_to_end(tmp_path: Path) -> None:
     assert (out / "bench.html").read_text().count("<table>") == 1
 
 
+def test_cli_bench_runs_one_equal_calls_table_per_budget(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}  # fmt: skip
+    out = tmp_path / "bench"
+    proc = subprocess.run(
+        [sys.executable, "-m", "flashevolve_nb", "bench", "--profiles", "vllm",
+         "--systems", "gepa,sync", "--seeds", "0", "--equal-calls", "30,50",
+         "--equal-calls-scale", "1200", "--equal-calls-only", "--scale-systems", "",
+         "--n-val", "8", "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "vllm    30 calls  1200x seed 0 gepa" in proc.stdout
+    assert "vllm    50 calls  1200x seed 0 sync" in proc.stdout
+    data = json.loads((out / "bench.json").read_text())
+    assert sorted((r["call_budget"], r["system"]) for r in data["runs"]) == [
+        (30, "gepa"), (30, "sync"), (50, "gepa"), (50, "sync"),
+    ]  # fmt: skip
+    for r in data["runs"]:
+        assert r["call_budget"] <= r["figures"]["metric_calls"] <= r["call_budget"] + 8 + 6
+    assert "--equal-calls 30,50" in data["meta"]["command"]
+    md = (out / "bench.md").read_text()
+    assert md.count("equal metric calls (30)") == 1 and md.count("equal metric calls (50)") == 1
+    assert "vllm @ 50 metric calls: sync median best val within gepa's seed range" in md
+    bad = subprocess.run(
+        [sys.executable, "-m", "flashevolve_nb", "bench", "--equal-calls", "4k"],
+        capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "comma-separated ints" in bad.stderr
+
+
 def test_bench_config_checks_its_passes() -> None:
     with pytest.raises(ValueError, match="not among the systems"):
         BenchConfig(systems=("gepa", "sync"), scale_systems=("gepa", "flash"))
@@ -266,6 +298,37 @@ def test_bench_config_checks_its_passes() -> None:
     assert c.scale_systems == ("gepa", "flash")  # gepa first: every ratio is to it
     with pytest.raises(ValueError, match="must include 'gepa'"):
         BenchConfig(scale_systems=("flash",))
+    assert BenchConfig(equal_calls=(400, 1000, 400)).equal_calls == (400, 1000)
+    for bad in ((), (0,), (400, -1)):
+        with pytest.raises(ValueError, match="equal_calls must be ints >= 1"):
+            BenchConfig(equal_calls=bad)
+
+
+def test_each_call_budget_gets_its_table_and_its_goals() -> None:
+    recs = []
+    for calls, ours in ((400, 0.45), (1000, 0.55)):
+        for seed, gepa_val in ((0, 0.40), (1, 0.50), (2, 0.60)):
+            for system, val in (("gepa", gepa_val), ("sync", gepa_val + 0.01),
+                                ("flash", ours + gepa_val - 0.5)):  # fmt: skip
+                figs = figures(_run(best_val=val), _window())
+                recs.append(RunRecord("vllm", 60.0, seed, "calls", system, figs, (), (),
+                                      call_budget=calls))  # fmt: skip
+    base = _result()
+    meta = {**base.meta, "systems": ["gepa", "sync", "flash"], "seeds": [0, 1, 2],
+            "equal_calls": [400, 1000]}  # fmt: skip
+    md = markdown(BenchResult(meta, tuple(recs)))
+    assert "## vllm profile, equal metric calls (400), time scale 60x" in md
+    assert "## vllm profile, equal metric calls (1000), time scale 60x" in md
+    # gepa's median is 0.5 on both; flash's 0.45 at 400 calls, 0.55 at 1,000
+    assert "- vllm @ 400 metric calls: flash median best val >= gepa's median: 0.450 (NOT met" in md
+    assert "- vllm @ 1000 metric calls: flash median best val >= gepa's median: 0.550 (met" in md
+    for calls in (400, 1000):
+        assert (f"- vllm @ {calls} metric calls: sync median best val within gepa's seed range "
+                "(0.400-0.600): 0.510 (met") in md  # fmt: skip
+    # a sync past gepa's best seed is not "within" its range either
+    high = [replace(r, figures={**r.figures, "best_val": 0.9}) if r.system == "sync" else r
+            for r in recs]  # fmt: skip
+    assert "0.900 (NOT met" in markdown(BenchResult(meta, tuple(high)))
 
 
 def test_cpu_bound_runs_are_flagged_in_the_report() -> None:

@@ -606,11 +606,13 @@ def test_stale_proposals_meet_the_reflective_policy(
         valset=data.val,
         adapter=DefaultAdapter(model=models.task_lm, evaluator=data.evaluator),
         reflection_lm=models.reflection_lm,
-        max_metric_calls=200,
+        # enough for steps to overlap (and go stale): a budget that pays for fewer than
+        # call_budget_generations steps runs them one at a time
+        max_metric_calls=600,
         policy="reflective",
         depth=8,
     )
-    check_result(result, n_val=12, budget=200)
+    check_result(result, n_val=12, budget=600)
     assert result.run is not None
     decisions = [e for e in result.run.events if isinstance(e, PolicyDecision)]
     assert decisions and {d.policy for d in decisions} == {"reflective"}

@@ -24,7 +24,7 @@ from flashevolve_nb.engine.signals import Observation, StageObservation, is_rate
 from flashevolve_nb.llm.protocol import LLM, Completion, Message
 from flashevolve_nb.sim import RulebookTask, Simulator
 from flashevolve_nb.sim.errors import RateLimited
-from flashevolve_nb.sim.profiles import ApiProfile
+from flashevolve_nb.sim.profiles import ApiProfile, VllmProfile
 from flashevolve_nb.workloads.gepa import GepaConfig, GepaWorkload
 
 
@@ -131,6 +131,8 @@ def test_random_observations_never_break_bounds_cap_or_depth_limits() -> None:
             max_depth=lo_d + rng.randint(0, 40),
             depth_step=rng.randint(1, 4),
             staleness_budget=rng.uniform(0, 30),
+            server_cap=rng.choice([None, rng.randint(1, 256)]),
+            server_fill=rng.uniform(0.5, 2.0),
         )
         stages = []
         for n in names:
@@ -154,6 +156,8 @@ def test_random_observations_never_break_bounds_cap_or_depth_limits() -> None:
             latency_per_token=rng.uniform(0.01, 0.05),
             latency_baseline=0.012,
             cooling=rng.random() < 0.2,
+            inflight_mean=rng.uniform(0, 300),
+            requests_per_step=rng.choice([None, rng.uniform(0.1, 12)]),
         )
         moves = decide(obs, params)
         after = {s.name: s.workers for s in stages}
@@ -215,6 +219,61 @@ def test_depth_shrinks_when_projected_staleness_is_over_budget_but_not_below_min
     assert decide(at_min, params) == ()
 
 
+# ---- depth aimed at the server's cap ---------------------------------------------------
+CAPPED = ControllerParams(server_cap=128, server_fill=1.25, staleness_budget=32.0)
+
+
+def test_with_the_server_cap_known_the_depth_aims_at_requests_in_flight() -> None:
+    assert CAPPED.request_target == 160 and ControllerParams().request_target is None
+    # 16 steps hold 48 requests (3 each): 160 requests take 54 steps; one decision at
+    # most doubles the depth, and the staleness projection (0.5 x 32 = 16) is in budget.
+    obs = observation(*BALANCED, inflight_mean=48.0, requests_per_step=3.0)
+    [m] = decide(obs, CAPPED)
+    assert (m.action, m.before, m.after) == ("depth", 16, 32)
+    assert "48 requests in flight on average, 3.0 per step" in m.reason
+    assert "under the target 160" in m.reason
+    # Nearer the target, it goes straight there.
+    [m] = decide(replace(obs, inflight_mean=120.0, requests_per_step=7.5), CAPPED)
+    assert (m.before, m.after) == (16, 22)  # ceil(160 / 7.5)
+    # Never past what the staleness budget allows: 32 / 1.6 = 20 steps.
+    [m] = decide(replace(obs, staleness_per_depth=1.6), CAPPED)
+    assert (m.before, m.after) == (16, 20)
+    # Unlike step counting, it need not wait for an admission to size the pipeline.
+    [m] = decide(replace(obs, staleness_per_depth=None), CAPPED)
+    assert m.after == 32
+    # Every guard of growth still holds it back.
+    for why in (
+        {"steps_in_flight": 12},
+        {"latency_per_token": 0.05},
+        {"cooling": True},
+        {"inflight_mean": 160.0},  # at the target already
+    ):
+        assert decide(replace(obs, **why), CAPPED) == (), why
+    short = (*BALANCED[:3], stage("validate", 8, 80.0, queued=6))
+    assert [m.action for m in decide(replace(obs, stages=short), CAPPED)] == ["workers"]
+    # No steps measured (a run still seeding): the step rule decides, as without a cap.
+    unmeasured = replace(obs, requests_per_step=None)
+    assert decide(unmeasured, CAPPED) == decide(unmeasured, ControllerParams())
+
+
+def test_over_the_target_the_depth_comes_down_gently_within_a_dead_band() -> None:
+    # 40 steps hold 240 requests, 1.5x the target: 27 steps would do; a quarter at most.
+    over = observation(
+        *BALANCED, depth=40, steps_in_flight=40, inflight_mean=240.0, requests_per_step=6.0,
+        staleness_per_depth=0.2,
+    )  # fmt: skip
+    [m] = decide(over, CAPPED)
+    assert (m.before, m.after) == (40, 30)
+    assert "over the target 160" in m.reason and "queue" in m.reason
+    # Within 15% over the target the swing of the load is left alone.
+    assert decide(replace(over, inflight_mean=180.0), CAPPED) == ()
+    # A cut takes effect as steps end: none more while more steps than the depth run.
+    assert decide(replace(over, steps_in_flight=44), CAPPED) == ()
+    # Staleness over the budget comes first, as without a cap.
+    [m] = decide(replace(over, staleness_per_depth=1.0, inflight_mean=100.0), CAPPED)
+    assert (m.before, m.after) == (40, 30) and "over the budget 32" in m.reason
+
+
 def test_rate_limits_back_off_and_nothing_else_happens() -> None:
     obs = observation(
         stage("rollout", 8, 10.0),
@@ -242,9 +301,11 @@ def test_params_errors_name_the_field() -> None:
         ({"interval": 0}, "interval"),
         ({"backoff": 1.0}, "backoff"),
         ({"bounds": {"gate": (5, 2)}}, "bounds"),
+        ({"server_cap": 0}, "server_cap"),
+        ({"server_fill": 0.0}, "server_fill"),
     ):
         with pytest.raises(ValueError, match=f"ControllerParams.{field}"):
-            ControllerParams(**kw)  # type: ignore[arg-type]
+            ControllerParams(**kw)
     with pytest.raises(ValueError, match="cannot steer the synchronous mode"):
         PipelineConfig(mode="sync", controller="adaptive")
 
@@ -387,3 +448,51 @@ async def test_tune_enable_disable_and_fixed_mode() -> None:
     assert len([e for e in pipe.recorder.events if isinstance(e, ControllerAction)]) == n
     pipe.stop("cancel")
     await task
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_signals_measure_steps_and_requests_per_step() -> None:
+    wl = ToyWorkload(max_steps=None, workers=8, durations={"a": 1.0, "b": 1.0, "c": 1.0})
+    pipe = Pipeline(wl, PipelineConfig(depth=6))
+    task = asyncio.create_task(pipe.run())
+    await asyncio.sleep(40)
+    pipe.controller.step()  # moves the mark: the next observation covers only what follows
+    await asyncio.sleep(30)
+    obs = pipe.controller.snapshot().observation
+    assert obs is not None and obs.steps_mean is not None
+    assert obs.steps_mean == pytest.approx(6.0, abs=0.5)
+    # The toy makes no LLM calls: no requests per step to aim with, and no target.
+    assert obs.inflight_mean == 0 and obs.requests_per_step is None
+    assert decide(obs, ControllerParams(server_cap=8)) == decide(obs, ControllerParams())
+    pipe.stop("cancel")
+    await task
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_a_controller_that_knows_the_cap_fills_the_server_without_flooding_it() -> None:
+    clock = Clock(1.0)
+    cap = 24
+    sim = Simulator(profile=VllmProfile(max_running=cap), seed=0, clock=clock)
+    task = RulebookTask(seed=0, n_train=30, n_val=20, n_test=20)
+    workload = GepaWorkload(
+        task, task.train, task.val, task.seed_candidate(), sim.llm("task"),
+        sim.llm("reflection"), GepaConfig(),
+    )  # fmt: skip
+    params = ControllerParams(interval=20.0, server_cap=cap, min_depth=2)
+    config = PipelineConfig(
+        depth=2, controller="adaptive", controller_params=params,
+        budget=Budget(max_sim_seconds=900),
+    )  # fmt: skip
+    pipe = Pipeline(workload, config, clock=clock)
+    result = await pipe.run()
+    moves = [e for e in result.events if isinstance(e, ControllerAction) and e.action == "depth"]
+    grown = [e for e in moves if int(e.after) > int(e.before)]
+    assert grown and all("under the target 30" in e.reason for e in grown), moves
+    # From depth 2 it got to the cap within a few decisions, not two steps at a time...
+    assert max(int(e.after) for e in grown) >= 8
+    stats = sim.server.stats()
+    assert stats.mean_running > 0.5 * cap
+    # ...and it did not flood the server's queue: requests in flight stayed near the target.
+    assert stats.mean_in_flight < 1.5 * 30

@@ -279,5 +279,20 @@ def test_a_resumed_run_prices_its_steps_from_the_earlier_sessions() -> None:
         seed.snapshot().entries, version=0, next_step=11, ids={}, call_id=0,
         metric_calls=400, proposals=10, t=60.0, wall_seconds=1.0,
     )  # fmt: skip
-    # 400 calls over 10 steps: 40 a step, so (4000 - 400) / (40 x 8) = 11 steps in flight.
-    assert pipeline.step_limit() == 11
+    # 400 calls over 10 steps: 40 a step, so (4000 - 400) / (40 x 16) = 5 steps in flight.
+    assert pipeline.step_limit() == 5
+
+
+def test_steps_are_priced_at_least_at_the_seeds_validation() -> None:
+    config = DemoConfig(minutes=600, time_scale=1.0, depth=16, max_metric_calls=1000,
+                        n_train=30, n_val=20, n_test=20)  # fmt: skip
+    pipeline = build_demo(config).pipeline
+    # Seeding cost 20 calls, then five steps were gated out at 6 calls each. Priced at
+    # their mean (6), (1000 - 50) / (6 x 16) = 9 steps would start at once off the seed;
+    # a step that passes its gate costs a validation more, so at least 20 it is.
+    pipeline._calls_before_steps = 20
+    pipeline._steps_done = 5
+    pipeline.budget.restore(metric_calls=50, proposals=5, wall_seconds=0.0)
+    assert pipeline.step_limit() == 2  # (1000 - 50) / (20 x 16)
+    pipeline._steps_done = 1  # one accepted step: 30 calls, above the floor
+    assert pipeline.step_limit() == 1  # (1000 - 50) / (30 x 16)

@@ -12,6 +12,7 @@ import pytest
 from flashevolve_nb.llm.openai_backend import BackendError, OpenAIBackend
 from flashevolve_nb.llm.protocol import LLM, LLMError, RetryNotice, retry_listener
 from flashevolve_nb.llm.retry import RetryPolicy
+from flashevolve_nb.llm.transport import aiohttp_available
 from flashevolve_nb.sim.faults import FaultRates
 from flashevolve_nb.sim.http_server import SimHTTPServer
 
@@ -56,11 +57,16 @@ async def test_an_answer_with_usage_latency_and_the_protocol(sim_server: SimHTTP
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
 async def test_every_fault_is_retried_and_reported_then_answered(
-    sim_server: SimHTTPServer,
+    sim_server: SimHTTPServer, transport: str
 ) -> None:
+    # The same causes on both transports: aiohttp's reports every dropped connection as
+    # a connect timeout, which must still read "connection error".
+    if transport == "aiohttp" and not aiohttp_available():
+        pytest.skip("the openai client's aiohttp extra is not installed")
     sim_server.faults.inject("429", "500", "hang", "malformed", "drop")
-    llm = backend(sim_server, timeout=0.5)
+    llm = backend(sim_server, timeout=0.5, http_transport=transport)
     heard: list[RetryNotice] = []
     with retry_listener(heard.append):
         c = await llm.chat(ASK)
@@ -78,6 +84,23 @@ async def test_every_fault_is_retried_and_reported_then_answered(
     s = llm.stats()
     assert (s.calls, s.attempts, s.retries, s.failed_calls) == (1, 6, 5, 0)
     await llm.aclose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
+async def test_a_refused_connection_is_a_connection_error_not_a_timeout(transport: str) -> None:
+    if transport == "aiohttp" and not aiohttp_available():
+        pytest.skip("the openai client's aiohttp extra is not installed")
+    llm = backend(closed_port_url(), http_transport=transport, retry=RetryPolicy(max_retries=0))
+    with pytest.raises(BackendError) as err:
+        await llm.chat(ASK)
+    assert err.value.cause.startswith("connection error") and err.value.status is None
+    await llm.aclose()
+
+
+def test_an_unknown_transport_is_refused() -> None:
+    with pytest.raises(ValueError, match="http_transport"):
+        backend("http://127.0.0.1:1/v1", http_transport="curl")
 
 
 @pytest.mark.asyncio

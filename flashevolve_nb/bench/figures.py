@@ -76,6 +76,10 @@ class RunFigures:
     curve: tuple[tuple[float, float], ...] = ()
     """(simulated seconds since the start, best validation score so far)."""
     notes: tuple[str, ...] = field(default=())
+    client_lag: float = float("nan")
+    """Mean wake-up lag of the client's event loop, in simulated seconds
+    (``flashevolve_nb.clock_lag``): how much the client's own simulated waits stretched.
+    NaN where not measured (``gepa`` keeps no simulated clock of its own)."""
 
     def best_at(self, sim_seconds: float) -> float:
         """Best validation score reached by ``sim_seconds`` (the seed's before any)."""

@@ -6,6 +6,11 @@ every system); proposals, accepted candidates and sweeps from each system's
 own events. Across seeds: the median and the spread (min, max); ratios to
 ``gepa`` are taken seed by seed (same seed, same server) before the median.
 
+Whether a run's figures are degraded (:func:`degraded`): its client or server
+process was CPU-bound, or the real clock fell behind the simulated one (a late
+wake-up of the client's loop or of the simulator server's stretches every
+simulated latency; ``flashevolve_nb.clock_lag``).
+
 The limit: with the server's capacity (tokens/s at its cap) and a system's
 measured tokens per proposal, ``capacity * 60 / tokens_per_proposal`` is the
 most proposals per minute any scheduler could get; ``of_limit`` is the
@@ -18,11 +23,16 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from flashevolve_nb.bench.figures import RunFigures
 from flashevolve_nb.bench.sampling import ServerWindow
+from flashevolve_nb.clock_lag import BEHIND_SIM_SECONDS
 
-__all__ = ["CPU_BOUND", "FIGURES", "Figure", "Spread", "figures", "ratio", "spread"]
+__all__ = [
+    "CPU_BOUND", "FIGURES", "Figure", "Spread", "degraded", "figures", "ratio", "server_lag",
+    "spread",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +67,8 @@ FIGURES: tuple[Figure, ...] = (
     Figure("wall_seconds", "wall s", ".1f", False),
     Figure("client_cpu", "client CPU", ".0%", False),
     Figure("server_cpu", "server CPU", ".0%", False),
+    Figure("client_lag", "client lag (sim s)", ".2f", False),
+    Figure("server_lag", "server lag (sim s)", ".2f", False),
 )
 CPU_BOUND = 0.85
 """A process busy this share of real time was the bottleneck, not the simulated model:
@@ -67,12 +79,46 @@ def _div(a: float, b: float) -> float:
     return a / b if b else math.nan
 
 
+def server_lag(start: Mapping[str, Any], end: Mapping[str, Any]) -> float:
+    """Mean wake-up lag of the simulator server's loop between two ``/sim/stats``
+    snapshots, in simulated seconds (NaN from a server that does not measure it)."""
+    if "lag_counts" not in start or "lag_counts" not in end:
+        return math.nan
+    wakes = int(sum(end["lag_counts"])) - int(sum(start["lag_counts"]))
+    if wakes <= 0:
+        return math.nan
+    late = float(end["lag_sum"]) - float(start["lag_sum"])
+    return late / wakes * float(end["time_scale"])
+
+
+def degraded(figs: Mapping[str, float]) -> list[str]:
+    """Why one run's figures measure the machine rather than the schedule ([] if they do not)."""
+    out = []
+    for key, who in (("client_lag", "client"), ("server_lag", "simulator server")):
+        value = figs.get(key, math.nan)
+        if not math.isnan(value) and value > BEHIND_SIM_SECONDS:
+            out.append(
+                f"the {who}'s clock fell behind by {value:.2f} simulated s on average "
+                f"(limit {BEHIND_SIM_SECONDS:g})"
+            )
+    for key, who in (("client_cpu", "client"), ("server_cpu", "server")):
+        value = figs.get(key, math.nan)
+        if not math.isnan(value) and value >= CPU_BOUND:
+            out.append(f"the {who} process was busy {value:.0%} of real time")
+    return out
+
+
 def figures(
-    run: RunFigures, win: ServerWindow, *, client_cpu: float = math.nan
+    run: RunFigures,
+    win: ServerWindow,
+    *,
+    client_cpu: float = math.nan,
+    server_lag: float = math.nan,
 ) -> dict[str, float]:
     """Every figure of one run, by :data:`FIGURES` key (NaN where undefined).
 
-    ``client_cpu``: the client process's CPU seconds per real second during the run.
+    ``client_cpu``: the client process's CPU seconds per real second during the run;
+    ``server_lag``: :func:`server_lag` over the run.
     """
     minutes = run.sim_seconds / 60.0
     tokens = win.tokens_generated
@@ -106,6 +152,8 @@ def figures(
         "wall_seconds": run.wall_seconds,
         "client_cpu": client_cpu,
         "server_cpu": win.server_cpu,
+        "client_lag": run.client_lag,
+        "server_lag": server_lag,
     }
 
 

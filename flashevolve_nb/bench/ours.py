@@ -204,4 +204,5 @@ async def _run(
         seed_test=seed_test,
         curve=tuple(curve),
         notes=(f"finish: {result.finish_reason}",),
+        client_lag=demo.pipeline.lag.report().sim_lag_mean,
     )

@@ -5,7 +5,9 @@ For every (profile, time scale, seed) one simulator server process starts
 against it in turn, ``gepa`` first, with the same task, seed and simulated
 time budget; the server's load is read between the start and the end of each
 run. A second pass gives every system the same metric-call budget (the
-"equal metric calls" table), at the first time scale.
+"equal metric calls" table, one per budget), each run on a fresh server: the
+simulator samples each repeat of a conversation afresh, so a server that already
+served ``gepa``'s run would give the next system other draws for the same seed.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from typing import Any, Literal
 
 from flashevolve_nb.bench.figures import RunBudget, RunFigures
 from flashevolve_nb.bench.gepa_http import TaskSizes, run_gepa
-from flashevolve_nb.bench.metrics import figures
+from flashevolve_nb.bench.metrics import figures, server_lag
 from flashevolve_nb.bench.ours import run_ours
 from flashevolve_nb.bench.sampling import ServerProcess, ServerWindow, window
 from flashevolve_nb.bench.systems import OUR_SYSTEMS, check_systems
 from flashevolve_nb.bench.turbo import TurboUnavailable, run_turbo
+from flashevolve_nb.engine.controller import ControllerParams
 
 __all__ = ["BenchConfig", "BenchResult", "RunRecord", "run_bench"]
 
@@ -41,8 +44,8 @@ class BenchConfig:
     time_scales: tuple[float, ...] = (30.0,)
     """Simulated seconds per real second; keep the client's CPU share (in the report)
     well under 85%, or the run measures the machine, not the scheduling."""
-    equal_calls: int | None = None
-    """Metric calls per run of the equal-budget table (None: no such table)."""
+    equal_calls: tuple[int, ...] | None = None
+    """Metric calls per run of the equal-budget tables, one table each (None: none)."""
     equal_calls_scale: float | None = None
     """Time scale of the equal-budget pass (None: the first of ``time_scales``). It
     compares sample efficiency, not speed, so a fast clock costs it nothing."""
@@ -65,6 +68,12 @@ class BenchConfig:
                     f"scale_systems {', '.join(sorted(extra))} are not among the systems "
                     f"({', '.join(self.systems)})"
                 )
+        if self.equal_calls is not None:
+            calls = tuple(dict.fromkeys(self.equal_calls))
+            if not calls or any(isinstance(n, bool) or not isinstance(n, int) or n < 1
+                                for n in calls):  # fmt: skip
+                raise ValueError(f"equal_calls must be ints >= 1 (got {self.equal_calls!r})")
+            object.__setattr__(self, "equal_calls", calls)
         if self.equal_calls_scale is not None and not self.equal_calls_scale > 0:
             raise ValueError("equal_calls_scale must be > 0")
         if not self.time_pass and self.equal_calls is None:
@@ -91,6 +100,8 @@ class RunRecord:
     error: str = ""
     load: float = 0.0
     """The machine's 1-minute load average when the run ended (other work skews timing)."""
+    call_budget: int | None = None
+    """The metric-call budget of a ``calls`` run (its table); None for a ``time`` run."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +134,7 @@ def _one(
     seed: int,
     budget: RunBudget,
     config: BenchConfig,
-) -> tuple[RunFigures, ServerWindow, float]:
+) -> tuple[RunFigures, ServerWindow, float, float]:
     marks: dict[str, Any] = {}
 
     def before() -> None:
@@ -145,10 +156,15 @@ def _one(
     elif system == "turbo-gepa":
         run = run_turbo(server.base_url, server.model, **common)
     else:
-        run = run_ours(server.base_url, server.model, system=system, **common)
+        # The server says how many sequences it serves at once (/sim/stats, as a real
+        # vLLM would be asked); the adaptive controller aims its depth at that load.
+        cap = int(server.snapshot().get("max_running") or 0) or None
+        params = {"controller_params": ControllerParams(server_cap=cap)}
+        run = run_ours(server.base_url, server.model, system=system, overrides=params, **common)
     wall = marks["wall1"] - marks["wall0"]
     client_cpu = (marks["cpu1"] - marks["cpu0"]) / wall if wall > 0 else float("nan")
-    return run, window(marks["start"], marks["end"], marks["samples"]), client_cpu
+    lag = server_lag(marks["start"], marks["end"])
+    return run, window(marks["start"], marks["end"], marks["samples"]), client_cpu, lag
 
 
 def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> BenchResult:
@@ -161,7 +177,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
         seeds=list(config.seeds),
         minutes=config.minutes,
         time_scales=list(config.time_scales),
-        equal_calls=config.equal_calls,
+        equal_calls=list(config.equal_calls or ()),
         equal_calls_scale=config.equal_calls_scale or config.time_scales[0],
         scale_systems=list(config.scale_systems or config.systems),
         sizes={"n_train": config.sizes.n_train, "n_val": config.sizes.n_val,
@@ -174,19 +190,24 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
         for i, scale in enumerate(config.time_scales)
         if config.time_pass
     ]
-    if config.equal_calls is not None:
-        # a generous time cap so a stuck system cannot hold the benchmark forever
+    for calls in config.equal_calls or ():
+        # a generous time cap so a stuck system cannot hold the benchmark forever (gepa
+        # takes about 20 simulated minutes per 400 calls)
         passes.append(("calls", config.equal_calls_scale or config.time_scales[0],
-                       RunBudget(metric_calls=config.equal_calls,
-                                 sim_minutes=config.minutes * 20), config.systems))  # fmt: skip
+                       RunBudget(metric_calls=calls,
+                                 sim_minutes=config.minutes * 20 * max(1, calls / 400)),
+                       config.systems))  # fmt: skip
     t_start = time.perf_counter()
     for profile in config.profiles:
         for kind, scale, budget, systems in passes:
             for seed in config.seeds:
-                with ServerProcess(profile, seed=seed, time_scale=scale) as server:
-                    for system in systems:
-                        records.append(_record(server, profile, kind, system, seed, budget,
-                                               config, progress))  # fmt: skip
+                # Equal calls compare what each system makes of the same draws: a fresh
+                # server per run (see the module docstring); equal time shares one.
+                for group in [[s] for s in systems] if kind == "calls" else [list(systems)]:
+                    with ServerProcess(profile, seed=seed, time_scale=scale) as server:
+                        for system in group:
+                            records.append(_record(server, profile, kind, system, seed,
+                                                   budget, config, progress))  # fmt: skip
     meta["loadavg_end"] = list(os.getloadavg())
     meta["loadavg_max"] = max((r.load for r in records), default=0.0)
     meta["wall_seconds"] = time.perf_counter() - t_start
@@ -203,15 +224,18 @@ def _record(
     config: BenchConfig,
     progress: Callable[[str], None],
 ) -> RunRecord:
+    calls = budget.metric_calls if kind == "calls" else None
     label = f"{profile:4} {kind:5} {server.time_scale:>5g}x seed {seed} {system:16}"
+    if calls is not None:
+        label = f"{profile:4} {calls:>5} calls {server.time_scale:>5g}x seed {seed} {system:16}"
     t0 = time.perf_counter()
     try:
-        run, win, client_cpu = _one(server, system, seed, budget, config)
+        run, win, client_cpu, lag = _one(server, system, seed, budget, config)
     except TurboUnavailable as exc:
         progress(f"{label} skipped: {exc}")
         return RunRecord(profile, server.time_scale, seed, kind, system, {}, (), (),
-                         error=str(exc))  # fmt: skip
-    figs = figures(run, win, client_cpu=client_cpu)
+                         error=str(exc), call_budget=calls)  # fmt: skip
+    figs = figures(run, win, client_cpu=client_cpu, server_lag=lag)
     progress(
         f"{label} {figs['proposals_per_min']:6.1f} proposals/min "
         f"{figs['accepted_per_min']:5.2f} accepted/min  in-flight {figs['mean_in_flight']:5.1f} "
@@ -230,4 +254,5 @@ def _record(
         series=win.series,
         notes=run.notes,
         load=os.getloadavg()[0],
+        call_budget=calls,
     )

@@ -18,7 +18,7 @@ from typing import Any
 
 __all__ = ["add_parser"]
 
-_QUICK: dict[str, Any] = {"seeds": "0", "minutes": 16.0, "time_scales": "60", "equal_calls": 0,
+_QUICK: dict[str, Any] = {"seeds": "0", "minutes": 16.0, "time_scales": "60", "equal_calls": "0",
                           "scale_systems": "", "equal_calls_scale": 0.0}  # fmt: skip
 # 30x and 15x: from 60x up the client process (ours: a few hundred requests a second
 # through the openai client) is busy all along on a 2-core machine, and the figures
@@ -26,7 +26,7 @@ _QUICK: dict[str, Any] = {"seeds": "0", "minutes": 16.0, "time_scales": "60", "e
 # slower scale runs gepa and flash only, the equal-calls pass (sample efficiency, not
 # speed) the fast 60x: the whole full run stays near half an hour.
 _FULL: dict[str, Any] = {"seeds": "0,1", "minutes": 16.0, "time_scales": "30,15",
-                         "equal_calls": 400, "scale_systems": "gepa,flash",
+                         "equal_calls": "400", "scale_systems": "gepa,flash",
                          "equal_calls_scale": 60.0}  # fmt: skip
 
 
@@ -62,9 +62,8 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--equal-calls",
-        type=int,
-        help=f"metric calls per run of the equal-budget "
-        f"table, 0 for none (full: {_FULL['equal_calls']})",
+        help="metric calls per run of the equal-budget table, comma-separated for one "
+        f"table per budget (e.g. 400,1000), 0 for none (full: {_FULL['equal_calls']})",
     )
     p.add_argument(
         "--scale-systems",
@@ -96,6 +95,15 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _budgets(text: str) -> tuple[int, ...] | None:
+    """``--equal-calls``: comma-separated budgets, 0 (or nothing) for none."""
+    try:
+        budgets = tuple(n for n in map(int, _csv(text)) if n)
+    except ValueError:
+        raise ValueError(f"--equal-calls takes comma-separated ints (got {text!r})") from None
+    return budgets or None
+
+
 def _command(config: Any, out: Path) -> str:
     """The one-line command that runs exactly this benchmark again."""
     return shlex.join([
@@ -103,7 +111,7 @@ def _command(config: Any, out: Path) -> str:
         "--profiles", ",".join(config.profiles), "--systems", ",".join(config.systems),
         "--seeds", ",".join(map(str, config.seeds)), "--minutes", f"{config.minutes:g}",
         "--time-scales", ",".join(f"{s:g}" for s in config.time_scales),
-        "--equal-calls", str(config.equal_calls or 0),
+        "--equal-calls", ",".join(map(str, config.equal_calls or (0,))),
         "--equal-calls-scale", f"{config.equal_calls_scale or 0:g}",
         "--scale-systems", ",".join(config.scale_systems or ()),
         *([] if config.time_pass else ["--equal-calls-only"]),
@@ -131,7 +139,6 @@ def _run(args: argparse.Namespace) -> int:
     mode = _QUICK if args.quick else _FULL
     seeds = args.seeds or mode["seeds"]
     scales = args.time_scales or mode["time_scales"]
-    equal = mode["equal_calls"] if args.equal_calls is None else args.equal_calls
     later = mode["scale_systems"] if args.scale_systems is None else args.scale_systems
     equal_scale = (
         mode["equal_calls_scale"] if args.equal_calls_scale is None else args.equal_calls_scale
@@ -143,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
             seeds=tuple(int(s) for s in _csv(seeds)),
             minutes=args.minutes or mode["minutes"],
             time_scales=tuple(float(s) for s in _csv(scales)),
-            equal_calls=equal or None,
+            equal_calls=_budgets(args.equal_calls or mode["equal_calls"]),
             equal_calls_scale=equal_scale or None,
             scale_systems=tuple(_csv(later)) or None,
             time_pass=not args.equal_calls_only,
@@ -159,7 +166,8 @@ def _run(args: argparse.Namespace) -> int:
         passes = (f"{len(config.time_scales)} time scale(s), "
                   f"{config.minutes:g} simulated minutes per run")  # fmt: skip
     else:
-        passes = f"equal metric calls only ({config.equal_calls} per run)"
+        budgets = ", ".join(map(str, config.equal_calls or ()))
+        passes = f"equal metric calls only ({budgets} per run)"
     print(f"flashevolve bench ({'quick' if args.quick else 'full'}, simulated servers): "
           f"{len(config.profiles)} profile(s) x {len(config.seeds)} seed(s) x "
           f"{len(config.systems)} systems, {passes}", flush=True)  # fmt: skip

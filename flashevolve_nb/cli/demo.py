@@ -25,7 +25,7 @@ from flashevolve_nb.cli.checks import (
     new_loop,
     positive_number,
 )
-from flashevolve_nb.cli.progress import ProgressBar
+from flashevolve_nb.cli.progress import ClockWarning, ProgressBar
 from flashevolve_nb.cli.table import format_table
 from flashevolve_nb.demo import DemoConfig, HeldOut
 from flashevolve_nb.engine import Pipeline, RunResult
@@ -305,6 +305,7 @@ def run_demo(
     bus = EventBus()
     if progress:
         bus.subscribe(ProgressBar(f"{config.mode:>5}", config.minutes * 60.0))
+    bus.subscribe(ClockWarning(config.mode))
     demo = demo_builder(workload)(config, bus=bus)
     loop = new_loop(clock)
     t0 = time.perf_counter()
@@ -368,6 +369,18 @@ def _figures(o: DemoOutcome) -> dict[str, Any]:
         "repaired_best": s.repaired_best,
         "finish_reason": o.result.finish_reason,
         **_control_figures(o),
+        **_clock_figures(o),
+    }
+
+
+def _clock_figures(o: DemoOutcome) -> dict[str, Any]:
+    """Whether the real clock fell behind (the figures are then degraded), and by how much."""
+    lag = o.result.stats.clock_behind
+    return {
+        "clock_behind": lag is not None,
+        "clock_lag_sim_mean": lag.sim_lag_mean if lag is not None else None,
+        "clock_lag_sim_p95": lag.sim_lag_p95 if lag is not None else None,
+        "loop_cpu": lag.loop_cpu if lag is not None else None,
     }
 
 
@@ -523,4 +536,9 @@ def _summary(outcomes: list[DemoOutcome], clock: str, *, compared: bool = False)
             lines += ["", f"every candidate's code, scores and traces ({o.config.mode}): "
                       f"{o.history_dir}"]  # fmt: skip
     lines += ["", _LEGEND, "", *_next_steps(outcomes, compared)]
+    # Last, where it cannot be missed: the figures above may not mean what they say.
+    for o in outcomes:
+        lag = o.result.stats.clock_behind
+        if lag is not None:
+            lines += ["", f"{o.config.mode}: {lag.warning()}"]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""A one-line progress bar for terminal runs, fed by events.
+"""A one-line progress bar for terminal runs, fed by events, and the clock's warning.
 
 It keeps counters on every event (cheap) and redraws at most a few times per
 real second, so it never slows the pipeline it reports on.
@@ -10,6 +10,7 @@ import sys
 import time
 from typing import TextIO
 
+from flashevolve_nb.clock_lag import ClockBehind
 from flashevolve_nb.engine.events import (
     Admitted,
     Event,
@@ -19,7 +20,7 @@ from flashevolve_nb.engine.events import (
     RunFinished,
 )
 
-__all__ = ["ProgressBar"]
+__all__ = ["ClockWarning", "ProgressBar"]
 
 
 class ProgressBar:
@@ -82,3 +83,28 @@ class ProgressBar:
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
+
+
+class ClockWarning:
+    """Says so as soon as a run is far behind on the real clock (``ClockBehind``, mid-run).
+
+    The verdict at the end is the summary's; this one is for a long run, whose
+    person should not wait for the end to learn its figures are degraded.
+    """
+
+    def __init__(
+        self, label: str = "", stream: TextIO | None = None, *, fix: str | None = None
+    ) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.fix = fix
+        """What to do about it, in the words of the command (the demo's flags by default)."""
+
+    def __call__(self, e: Event) -> None:
+        if isinstance(e, ClockBehind) and not e.final:
+            prefix = f"{self.label}: " if self.label else ""
+            # a new line first: a progress bar may be mid-line on the same stream
+            report = e.report
+            text = report.warning() if self.fix is None else report.warning(self.fix)
+            self.stream.write(f"\n{prefix}{text} (mid-run)\n")
+            self.stream.flush()

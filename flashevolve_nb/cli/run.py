@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from flashevolve_nb.cli.checks import check_clock, new_loop
+from flashevolve_nb.cli.progress import ClockWarning
 from flashevolve_nb.demo import DemoConfig
 from flashevolve_nb.engine import Pipeline, RunFailed
 from flashevolve_nb.engine.bus import EventBus
@@ -121,6 +122,7 @@ def _handle(args: argparse.Namespace) -> int:
     bus = EventBus()
     if not args.quiet:
         bus.subscribe(_print_progress)
+    bus.subscribe(ClockWarning(stream=sys.stderr, fix=_CLOCK_FIX))
     extra: dict[str, Any] = {}
     if workload == "meta-harness":  # its candidates' history lives with the run
         extra["history_dir"] = Path(args.run_dir) / WORKLOAD_DIR / "candidates"
@@ -151,7 +153,12 @@ def _handle(args: argparse.Namespace) -> int:
         f"over {s.minutes:.1f} simulated minutes\nrecorded in {args.run_dir}",
         flush=True,
     )
+    if s.clock_behind is not None:  # last, where it cannot be missed; the run store keeps it too
+        print(s.clock_behind.warning(_CLOCK_FIX), file=sys.stderr, flush=True)
     return 130 if result.finish_reason.startswith("interrupted") else 0
+
+
+_CLOCK_FIX = "Lower time_scale in the run's config, or set its clock to 'virtual'."
 
 
 def _print_progress(e: Event) -> None:

@@ -46,10 +46,12 @@ class PipelineConfig:
     controller: ControllerMode = "fixed"
     """``fixed``: worker counts and depth stay as set; ``adaptive``: the controller moves them."""
     controller_params: ControllerParams = field(default_factory=ControllerParams)
-    call_budget_generations: int | None = 8
+    call_budget_generations: int | None = 16
     """Under a metric-call budget, keep in flight at most 1/N of the steps the remaining
     calls pay for (see :meth:`Pipeline.step_limit`), so a small budget runs as a chain
-    of improvements rather than one wide generation off the seed. None: no such cap."""
+    of improvements rather than one wide generation off the seed. None: no such cap.
+    16: at 1,000 calls (GEPA task, 40 validation examples) one step at a time, which
+    matched gepa's best score over 40 seeds where 8 (three steps at first) lost 0.03."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("async", "sync"):

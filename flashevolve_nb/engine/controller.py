@@ -19,6 +19,13 @@ pure function of one observation and the parameters:
   staleness *per step in flight* (staleness is about the admitted fraction
   times the depth): staleness itself answers a depth change only a whole step
   latency later, and a controller steering by it overshoots both ways.
+- **depth, with the server's cap known** (``server_cap``): steps are a poor unit
+  of load (a step validating holds many requests, one proposing holds one), so
+  the depth aims at ``server_fill`` x the cap in *requests* in flight: the
+  target over the requests one step holds (smoothed over intervals), up to
+  double per decision while the same guards allow growth; it comes down when
+  the mean is well over the target (the rest only waits in the server's queue)
+  or the staleness projection is over the budget.
 - **back-off**: rate-limit answers (HTTP 429) multiply the depth by
   ``backoff`` and hold growth for ``cooldown`` seconds.
 
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -86,6 +94,17 @@ class ControllerParams:
     A batching server's per-token latency rises with its batch; with 2.5x the lowest (and
     the staleness budget of 32) a simulated vLLM server ran at 81-82% of its token
     capacity, where 1.6 (and 16) held it near two-thirds (BENCHMARKS.md)."""
+    server_cap: int | None = None
+    """Sequences the backend serves at once, when known (vLLM's ``max_num_seqs``; the
+    simulator's ``/sim/stats`` says ``max_running``). Set, the depth aims at
+    ``server_fill`` x this many LLM requests in flight instead of growing step by step.
+    None: the depth grows by ``depth_step`` while every slot is busy."""
+    server_fill: float = 1.25
+    """Requests in flight to aim at, as a multiple of ``server_cap``. Over 1: the load
+    swings (a validation sweep holds many requests, a proposal one), and a batch that
+    is full on average is partly empty half the time. On the simulated vLLM server
+    (virtual clock, seeds 0-2) 1.25 used 85-89% of its token capacity, 1.0 84-88%;
+    1.5 added nothing but requests waiting in its queue."""
     backoff: float = 0.5
     """Depth multiplier after rate-limit answers."""
     cooldown: float = 120.0
@@ -125,6 +144,10 @@ class ControllerParams:
             raise bad("staleness_budget", "must be >= 0")
         if not self.latency_limit > 1:
             raise bad("latency_limit", "must be > 1")
+        if self.server_cap is not None and self.server_cap < 1:
+            raise bad("server_cap", "must be >= 1 or None")
+        if not self.server_fill > 0:
+            raise bad("server_fill", "must be > 0")
         if not 0 < self.backoff < 1:
             raise bad("backoff", "must be in (0, 1)")
         if not self.cooldown >= 0:
@@ -134,6 +157,13 @@ class ControllerParams:
 
     def bounds_for(self, stage: str) -> tuple[int, int]:
         return self.bounds.get(stage, (self.min_workers, self.max_workers))
+
+    @property
+    def request_target(self) -> int | None:
+        """Mean LLM requests in flight the depth aims at (None: no server cap known)."""
+        if self.server_cap is None:
+            return None
+        return max(1, math.ceil(self.server_cap * self.server_fill))
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +279,9 @@ def _backlog(obs: Observation) -> int:
 
 
 def _depth_move(obs: Observation, params: ControllerParams, *, workers_short: bool) -> Move | None:
+    target = params.request_target
+    if target is not None and obs.requests_per_step is not None:
+        return _depth_to_target(obs, params, target, workers_short=workers_short)
     d = obs.depth
     k = obs.staleness_per_depth
     budget = params.staleness_budget
@@ -278,6 +311,71 @@ def _depth_move(obs: Observation, params: ControllerParams, *, workers_short: bo
         "depth", "*", d, after,
         f"all {d} slots busy, {lat}, staleness at depth {after} projected "
         f"{k * after:.1f} ({k:.2f} per step in flight): within the budget {budget:g}",
+    )  # fmt: skip
+
+
+_TARGET_BAND = 0.15
+"""How far over the request target the mean may be before the depth comes down: the
+load swings within an interval, and a dead band keeps the depth from chasing it."""
+
+
+def _depth_to_target(
+    obs: Observation, params: ControllerParams, target: int, *, workers_short: bool
+) -> Move | None:
+    """Depth aimed at ``target`` requests in flight, within the staleness and latency guards.
+
+    Steps are a poor unit of load: a step validating holds many requests, one
+    proposing holds one, so a fixed depth leaves a batching server now idle, now
+    queueing. Requests per step, measured and smoothed over intervals, turn the target
+    into a depth, reached in a few decisions instead of ``depth_step`` at a time. A cut
+    takes effect only as steps end, so no second cut comes before the first has.
+    """
+    d = obs.depth
+    rps = obs.requests_per_step
+    assert rps is not None
+    k = obs.staleness_per_depth
+    budget = params.staleness_budget
+    mean = obs.inflight_mean
+    want = max(params.min_depth, min(params.max_depth, math.ceil(target / rps)))
+    if k is not None and k > 0:
+        # Never aim past what the staleness budget allows.
+        want = max(params.min_depth, min(want, math.floor(budget / k)))
+    stale = "" if k is None else f", staleness projected {k * want:.1f} (budget {budget:g})"
+    load = f"{mean:.0f} requests in flight on average, {rps:.1f} per step"
+    if k is not None and k * d > budget:
+        if d <= params.min_depth:
+            return None
+        after = max(params.min_depth, want, d - max(params.depth_step, d // 4))
+        return Move(
+            "depth", "*", d, after,
+            f"staleness at admission, {k:.2f} versions per step in flight, comes to "
+            f"{k * d:.1f} at depth {d}: over the budget {budget:g}",
+        )  # fmt: skip
+    if want < d and mean > target * (1 + _TARGET_BAND):
+        if obs.steps_in_flight > d:
+            return None  # the last cut has not taken effect yet: steps end, none are cut
+        # Over the target the extra requests wait in the server's queue: no throughput,
+        # only staleness. Come down gently, the load swings.
+        after = max(want, d - max(params.depth_step, d // 4))
+        return Move(
+            "depth", "*", d, after,
+            f"{load}: over the target {target}; the rest would wait in the server's queue",
+        )  # fmt: skip
+    if want <= d or mean >= target:
+        return None
+    if obs.cooling or workers_short or obs.steps_in_flight < d:
+        return None
+    ratio = obs.latency_ratio
+    if ratio is not None and ratio > params.latency_limit:
+        return None
+    # At most double per decision: requests per step moves with the depth (queues form).
+    after = min(want, 2 * d, params.max_depth)
+    if after <= d:
+        return None
+    lat = "no latency yet" if ratio is None else f"latency per token {ratio:.2f}x the lowest seen"
+    return Move(
+        "depth", "*", d, after,
+        f"{load}, under the target {target}: {after} steps aim at it; {lat}{stale}",
     )  # fmt: skip
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from flashevolve_nb.clock import Clock
+from flashevolve_nb.clock_lag import ClockBehind, LagMonitor, LagReport
 from flashevolve_nb.engine.artifact import Artifact, Origin
 from flashevolve_nb.engine.budget import Budget, BudgetTracker, Reservation
 from flashevolve_nb.engine.bus import EventBus, Recorder
@@ -242,6 +243,8 @@ class Pipeline:
         self._redo: list[tuple[int, str]] = []
         self._tearing_down = False
         self.speculation = Speculation(self, config.speculation)
+        self.lag = LagMonitor(self.clock.time_scale, on_far_behind=self._clock_behind)
+        """Whether the real clock keeps up with the simulated one (``flashevolve_nb.clock_lag``)."""
         self.controller = Controller(
             self, config.controller_params, enabled=config.controller == "adaptive"
         )
@@ -354,6 +357,7 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         if not self.clock.started:
             self.clock.start(self._resume.t if self._resume is not None else 0.0)
+        self.lag.start()
         self.budget.restart_wall_clock()
         self._done = loop.create_future()
         self._head_wakeup = asyncio.Event()
@@ -694,14 +698,23 @@ class Pipeline:
             self._state = "finished"
         for step in list(self._reservations):  # steps cut off by the end keep nothing
             self._release_reservations(step)
+        lag = self.lag.stop()
         self._ended_at = self.clock.now()
+        if lag.behind:  # the verdict goes with the run's events, so a stored run keeps it
+            self.bus.emit(ClockBehind.of(lag, t=self._ended_at, final=True))
         self.bus.emit(RunFinished(t=self._ended_at, reason=self._finish_reason))
+
+    def _clock_behind(self, report: LagReport) -> None:
+        self.bus.emit(ClockBehind.of(report, t=self.clock.now(), final=False))
 
     def _cancel_all(self) -> list[asyncio.Task[None]]:
         self._tearing_down = True
         tasks = [t for t in (self._head_task, self._watchdog) if t is not None]
         tasks += list(self._side_tasks)
         tasks += [w.task for ws in self._workers for w in ws if w.task is not None]
+        self.lag.stop()  # before the cancel: a wake-up overdue now is lag, not a cancel
+        if self.lag.task is not None:
+            tasks.append(self.lag.task)
         for t in tasks:
             t.cancel()
         return tasks
@@ -1201,10 +1214,12 @@ class Pipeline:
         if limit is None or generations is None or self.mode == "sync":
             return self.depth
         spent = self.budget.metric_calls
+        # A step costs at least what seeding cost (one validation sweep): the first steps
+        # to finish are the cheap ones (gated out before validating), and pricing steps at
+        # their mean alone let a burst of steps start off the seed.
+        per_step: float = self._calls_before_steps
         if self._steps_done:
-            per_step = (spent - self._calls_before_steps) / self._steps_done
-        else:  # nothing measured yet: a step costs about what seeding cost (one validation)
-            per_step = self._calls_before_steps
+            per_step = max(per_step, (spent - self._calls_before_steps) / self._steps_done)
         per_step = max(1.0, per_step)
         return max(1, min(self.depth, int((limit - spent) / (per_step * generations))))
 

@@ -39,8 +39,12 @@ def nondominated_front(pool: Pool) -> dict[str, int]:
     plus one for being on the pool's objective front (when it declares objectives)."""
     fronts = [f for f in pool.fronts() if f]
     survivors = set().union(*fronts) if fronts else set()
-    # Weakest first, so that among mutually redundant artifacts the strongest stays.
-    for candidate in sorted(survivors, key=lambda i: (pool.entry(i).score, i)):
+    # Weakest first, so that among mutually redundant artifacts the strongest stays; equal
+    # scores in admission order (ids sorted as text would put "a10" before "a9"). gepa's
+    # tie order is that of its int sets, i.e. of hashing: which of two artifacts with the
+    # same scores everywhere survives is arbitrary there.
+    admitted = {e.artifact.id: k for k, e in enumerate(pool)}
+    for candidate in sorted(survivors, key=lambda i: (pool.entry(i).score, admitted[i])):
         others = survivors - {candidate}
         if others and all(f & others for f in fronts if candidate in f):
             survivors = others

@@ -85,6 +85,14 @@ class Observation:
     """Smoothed versions missed per step in flight (staleness / depth while the step ran)."""
     cooling: bool = False
     """A back-off happened recently: no growth yet."""
+    steps_mean: float | None = None
+    """Mean evolution steps in flight over the interval (None: not measured)."""
+    requests_per_step: float | None = None
+    """LLM requests one step in flight keeps at the backend, smoothed over intervals
+    (None: no step with a request seen yet). What turns a target of requests in flight
+    into a depth: the stages' mix (a validation sweep holds many requests, a proposal
+    one) is in it. Smoothed because a step's requests come in waves: steps started
+    together hold few requests while they roll out and many while they validate."""
 
     @property
     def latency_ratio(self) -> float | None:
@@ -117,17 +125,27 @@ class Signals:
         self._missed = 0
         self._per_depth = 0.0
         self._per_depth_smooth: float | None = None
+        self._per_step_smooth: float | None = None
         self._base: dict[int, tuple[int, int]] = {}
         self._inflight = 0
         self._area = 0.0
+        self._steps = 0
+        self._steps_area = 0.0
         self._t_last = 0.0
         self._baseline: float | None = None
-        self._mark = _Mark(0.0, Counter(), {}, 0.0, 0, 0, 0, 0, 0.0, 0.0)
+        self._mark = _Mark(0.0, Counter(), {}, 0.0, 0, 0, 0, 0, 0.0, 0.0, 0.0)
+
+    def _advance(self, t: float) -> None:
+        """Integrate requests and steps in flight up to ``t`` (before either changes)."""
+        dt = t - self._t_last
+        if dt > 0:
+            self._area += self._inflight * dt
+            self._steps_area += self._steps * dt
+            self._t_last = t
 
     def __call__(self, e: Event) -> None:
         if isinstance(e, LLMCallStarted | LLMCallFinished):
-            self._area += self._inflight * (e.t - self._t_last)
-            self._t_last = e.t
+            self._advance(e.t)
             if isinstance(e, LLMCallStarted):
                 self._inflight += 1
                 return
@@ -141,9 +159,13 @@ class Signals:
             self._finished[e.stage] += 1
             self._busy_time[e.stage] = self._busy_time.get(e.stage, 0.0) + e.duration
         elif isinstance(e, StepStarted):
+            self._advance(e.t)
+            self._steps += 1
             self._base[e.step] = (e.base_version, self._depth)
         elif isinstance(e, StepFinished):
-            self._base.pop(e.step, None)
+            self._advance(e.t)
+            if self._base.pop(e.step, None) is not None:
+                self._steps -= 1
         elif isinstance(e, Admitted):
             started = self._base.get(e.step)
             if started is not None and e.step > 0:
@@ -175,7 +197,9 @@ class Signals:
         now = snap.t
         m = self._mark
         interval = max(0.0, now - m.t)
-        area = self._area + self._inflight * (now - self._t_last)
+        gap = max(0.0, now - self._t_last)
+        area = self._area + self._inflight * gap
+        steps_area = self._steps_area + self._steps * gap
         service = dict(self._service)
         stages = []
         by_name = {s.name: s for s in snap.stages}
@@ -206,6 +230,16 @@ class Signals:
                 if per_depth is None
                 else smoothing * per_depth + (1 - smoothing) * now_per_depth
             )
+        steps_mean = (steps_area - m.steps_area) / interval if interval > 0 else None
+        inflight_mean = (area - m.area) / interval if interval > 0 else float(self._inflight)
+        per_step = self._per_step_smooth
+        if steps_mean is not None and steps_mean >= 1.0 and inflight_mean > 0:
+            now_per_step = inflight_mean / steps_mean
+            per_step = (
+                now_per_step
+                if per_step is None
+                else smoothing * per_step + (1 - smoothing) * now_per_step
+            )
         obs = Observation(
             t=now,
             interval=interval,
@@ -213,7 +247,7 @@ class Signals:
             depth=snap.depth,
             steps_in_flight=snap.steps_in_flight,
             requests_in_flight=snap.requests_in_flight,
-            inflight_mean=(area - m.area) / interval if interval > 0 else float(self._inflight),
+            inflight_mean=inflight_mean,
             latency_per_token=per_token,
             latency_baseline=baseline,
             rate_limited=self._rate_limited - m.rate_limited,
@@ -221,15 +255,18 @@ class Signals:
             staleness=(self._missed - m.missed) / admitted if admitted else None,
             staleness_per_depth=per_depth,
             cooling=cooling,
+            steps_mean=steps_mean,
+            requests_per_step=per_step,
         )
         if advance:
             self._service = service
             self._baseline = baseline
             self._per_depth_smooth = per_depth
+            self._per_step_smooth = per_step
             self._mark = _Mark(
                 now, Counter(self._finished), dict(self._busy_time), self._latency,
                 self._tokens, self._rate_limited, self._admitted, self._missed, area,
-                self._per_depth,
+                self._per_depth, steps_area,
             )  # fmt: skip
         return obs
 
@@ -246,3 +283,4 @@ class _Mark:
     missed: int
     area: float
     per_depth: float
+    steps_area: float

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from flashevolve_nb.clock_lag import ClockBehind, LagReport
 from flashevolve_nb.engine.duplicates import DUPLICATE
 from flashevolve_nb.engine.events import (
     Admitted,
@@ -72,6 +73,9 @@ class RunStats:
     """Changes the adaptive controller made (and tunings of it)."""
     duplicates: int = 0
     """Steps ended before validation because their text was validated already."""
+    clock_behind: LagReport | None = None
+    """Set when the real clock fell behind the simulated one (``ClockBehind``): every
+    figure above is degraded. None when it kept up, or on the virtual clock."""
 
     @property
     def minutes(self) -> float:
@@ -123,6 +127,7 @@ class StatsCollector:
         self._seed_score = float("nan")
         self._best = float("nan")
         self._finish = ""
+        self._behind: LagReport | None = None
 
     def __call__(self, e: Event) -> None:
         self._t_end = max(self._t_end, e.t)
@@ -176,6 +181,8 @@ class StatsCollector:
             self._finish = e.reason
         elif isinstance(e, StepFinished):
             self._c["duplicates"] += e.outcome.startswith(DUPLICATE)
+        elif isinstance(e, ClockBehind):
+            self._behind = e.report
 
     def stats(self, now: float | None = None) -> RunStats:
         t = self._t_end if now is None else max(now, self._t_end)
@@ -212,4 +219,5 @@ class StatsCollector:
             speculation_rolled_back=c["speculation_rolled_back"],
             controller_actions=c["controller_action"],
             duplicates=c["duplicates"],
+            clock_behind=self._behind,
         )

@@ -70,6 +70,10 @@ class OpenAIConfig:
     """Prices in your currency per token; both 0 means cost is not tracked."""
     cooldown: float = 1.0
     """Seconds a failing replica rests at first (doubling per consecutive failure)."""
+    http_transport: str = "auto"
+    """Under the ``openai`` client: ``aiohttp`` (its ``DefaultAioHttpClient``, less CPU per
+    request), ``httpx`` (its default) or ``auto``: aiohttp when installed
+    (``pip install 'openai[aiohttp]'``). See :mod:`flashevolve_nb.llm.transport`."""
 
     def __post_init__(self) -> None:
         urls = self.base_url
@@ -97,6 +101,10 @@ class OpenAIConfig:
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a positive number of seconds (got {value!r})")
+        if self.http_transport not in ("auto", "aiohttp", "httpx"):
+            raise ValueError(
+                f"http_transport must be auto, aiohttp or httpx (got {self.http_transport!r})"
+            )
         if self.cost_per_prompt_token < 0 or self.cost_per_completion_token < 0:
             raise ValueError("costs per token must be >= 0")
         for url in self.endpoints:

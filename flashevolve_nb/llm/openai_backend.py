@@ -15,6 +15,10 @@ client does not give in one place:
 - pass-through of anything the ``openai`` client does not know (vLLM's
   ``chat_template_kwargs``, ``ignore_eos``, ``top_k``...) in ``extra_body``.
 
+The HTTP beneath the client (aiohttp or httpx) and how answers are read are
+:mod:`flashevolve_nb.llm.transport`'s: the client's CPU per request is what
+bounds a run against a fast simulator clock.
+
 Errors::
 
     LLMError (flashevolve_nb.llm.protocol)
@@ -33,22 +37,15 @@ own loop and a run's background loop can share one backend).
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
-import math
 import os
 import random
-import ssl
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import openai
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletion
 
 from flashevolve_nb.clock import Clock
 from flashevolve_nb.llm.balancer import Balancer, Replica, ReplicaStats
@@ -65,20 +62,16 @@ from flashevolve_nb.llm.protocol import (
 )
 from flashevolve_nb.llm.retry import Failure, parse_retry_after
 from flashevolve_nb.llm.secret import Secret, redact_url
+from flashevolve_nb.llm.transport import ClientShards, is_timeout, post_chat
 
 __all__ = ["BackendError", "BackendStats", "OpenAIBackend", "from_model_string"]
 
-# Without a key the client refuses to start; local servers (vLLM without
-# --api-key, the simulator) accept any.
-_NO_KEY = "EMPTY"
 _DETAIL_CHARS = 300
 SIMULATOR_FINGERPRINT = "flashevolve-simulator"
 """The ``system_fingerprint`` of flashevolve's loopback simulator server."""
 # Request fields the client sends itself; everything else a caller passes goes
 # in the body as-is (how vLLM's extras reach the server).
 _CONTROL = frozenset({"messages", "model", "extra_body", "extra_headers", "extra_query", "timeout"})
-# Of those, the ones that are not body fields.
-_OPTIONS = frozenset({"extra_body", "extra_headers", "extra_query", "timeout"})
 
 
 class BackendError(LLMError):
@@ -127,44 +120,15 @@ class BackendStats:
     replicas: tuple[ReplicaStats, ...]
 
 
-_SHARD_CONNECTIONS = 32
-"""Connections per ``openai`` client at most. httpx's pool looks through its
-connections on every request, so with 256 in flight one pool of 256 costs far
-more per request than eight pools of 32 (see benchmarks/bench_client.py)."""
-
-
-class _ShardedClient:
-    """One replica's clients: requests go to the one with the fewest in flight."""
-
-    def __init__(self, config: OpenAIConfig, base_url: str | None) -> None:
-        n = max(1, math.ceil(config.max_concurrency / _SHARD_CONNECTIONS))
-        per = math.ceil(config.max_concurrency / n)
-        self.clients = [_client(config, base_url, per) for _ in range(n)]
-        self.in_flight = [0] * n
-
-    @contextmanager
-    def lease(self) -> Iterator[AsyncOpenAI]:
-        i = min(range(len(self.in_flight)), key=self.in_flight.__getitem__)
-        self.in_flight[i] += 1
-        try:
-            yield self.clients[i]
-        finally:
-            self.in_flight[i] -= 1
-
-    async def aclose(self) -> None:
-        for c in self.clients:
-            await c.close()
-
-
 class _LoopClients:
     """The clients and the balancer of one event loop."""
 
     def __init__(self, config: OpenAIConfig) -> None:
         endpoints: Sequence[str | None] = config.endpoints or (None,)
-        self.balancer: Balancer[_ShardedClient] = Balancer(
+        self.balancer: Balancer[ClientShards] = Balancer(
             [
                 Replica(redact_url(url) if url else "(openai default)",
-                        _ShardedClient(config, url), config.max_concurrency)
+                        ClientShards(config, url), config.max_concurrency)
                 for url in endpoints
             ],
             cooldown=config.cooldown,
@@ -173,64 +137,6 @@ class _LoopClients:
     async def aclose(self) -> None:
         for r in self.balancer.replicas:
             await r.client.aclose()
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """One verifying TLS context for every client of the process.
-
-    Each HTTP client would otherwise load the CA store itself (about 40 ms
-    each, and a backend has a client per shard, role and event loop): at a
-    run's start that is simulated minutes on a fast simulator clock.
-    """
-    return ssl.create_default_context()
-
-
-def _client(config: OpenAIConfig, base_url: str | None, connections: int) -> AsyncOpenAI:
-    limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
-        max_connections=connections + 8, max_keepalive_connections=connections
-    )
-    # User info in the URL is basic auth (as httpx reads it), given to httpx apart from
-    # the URL: httpx logs every request's URL at INFO, and errors quote it.
-    auth: tuple[str, str] | None = None  # httpx's basic auth (openai ships its own httpx)
-    if base_url is not None:
-        parts = urlsplit(base_url)
-        if parts.username is not None or parts.password is not None:
-            auth = (unquote(parts.username or ""), unquote(parts.password or ""))
-            base_url = redact_url(base_url)
-    return AsyncOpenAI(
-        api_key=config.api_key.reveal() if config.api_key else _NO_KEY,
-        base_url=base_url,
-        timeout=openai.Timeout(config.timeout, connect=config.connect_timeout),
-        max_retries=0,  # ours: balanced over replicas, and reported as events
-        default_headers=dict(config.extra_headers) or None,
-        http_client=openai.DefaultAsyncHttpxClient(limits=limits, verify=_tls_context(), auth=auth),
-    )
-
-
-async def _post_chat(client: AsyncOpenAI, request: Mapping[str, Any]) -> ChatCompletion:
-    """``client.chat.completions.create(**request)`` without its parameter transform.
-
-    ``create`` walks every request through its TypedDict transform (about 2 ms
-    of CPU per request here, the largest client-side cost at a few hundred
-    requests a second). Our bodies are plain JSON values with wire names
-    already, which that transform leaves as they are, so they go straight to
-    the client's documented ``post``: same connection pool, headers, auth,
-    timeouts and errors, same ``ChatCompletion`` back.
-    """
-    body = {k: v for k, v in request.items() if k not in _OPTIONS}
-    body.update(request.get("extra_body") or {})
-    options: Any = {}  # the client's RequestOptions TypedDict is in a private module
-    if request.get("extra_headers"):
-        options["headers"] = request["extra_headers"]
-    if request.get("extra_query"):
-        options["params"] = request["extra_query"]
-    if "timeout" in request:
-        options["timeout"] = request["timeout"]
-    answer: ChatCompletion = await client.post(
-        "/chat/completions", cast_to=ChatCompletion, body=body, options=options, stream=False
-    )
-    return answer
 
 
 class OpenAIBackend:
@@ -318,7 +224,7 @@ class OpenAIBackend:
     ) -> tuple[str, FinishReason, Usage | None, str, str]:
         balancer = self._clients(loop).balancer
         policy = self.config.retry
-        last: Replica[_ShardedClient] | None = None
+        last: Replica[ClientShards] | None = None
         attempt = 0
         while True:
             attempt += 1
@@ -329,7 +235,7 @@ class OpenAIBackend:
             delay = 0.0
             try:
                 with replica.client.lease() as client:
-                    raw = await _post_chat(client, request)
+                    raw = await post_chat(client, request)
                 parsed = _parse(raw)
             except asyncio.CancelledError:
                 balancer.release(replica, ok=None)
@@ -435,10 +341,12 @@ class OpenAIBackend:
 
     def _classify(self, exc: Exception) -> Failure | None:
         scrub = self.config.scrub
-        if isinstance(exc, openai.APITimeoutError):
+        if isinstance(exc, openai.APITimeoutError) and is_timeout(exc):
             return Failure(cause=f"timeout: no answer within {self.config.timeout:g}s")
         if isinstance(exc, openai.APIConnectionError):
             inner = exc.__cause__
+            while inner is not None and inner.__cause__ is not None:
+                inner = inner.__cause__  # the transport's own error, not its translation
             detail = f"{type(inner).__name__}: {inner}" if inner else str(exc)
             return Failure(cause=scrub(f"connection error ({detail})"[:_DETAIL_CHARS]))
         if isinstance(exc, openai.APIStatusError):
@@ -453,7 +361,7 @@ class OpenAIBackend:
         return None
 
     def _error(
-        self, replica: Replica[_ShardedClient], failure: Failure, attempts: int
+        self, replica: Replica[ClientShards], failure: Failure, attempts: int
     ) -> BackendError:
         hint = ""
         if failure.status in (401, 403):
@@ -481,7 +389,7 @@ class OpenAIBackend:
         )
 
     def _report(
-        self, replica: Replica[_ShardedClient], failure: Failure, attempt: int, delay: float
+        self, replica: Replica[ClientShards], failure: Failure, attempt: int, delay: float
     ) -> None:
         notice = RetryNotice(
             backend=self.name,
@@ -536,26 +444,27 @@ def _status_detail(exc: openai.APIStatusError) -> str:
 
 
 def _parse(raw: Any) -> tuple[str, FinishReason, Usage | None, str, str]:
-    """Text, finish reason, usage, model and system fingerprint of a chat completion,
-    or MalformedResponse."""
-    choices = getattr(raw, "choices", None)
-    if not isinstance(choices, list) or not choices:
+    """Text, finish reason, usage, model and system fingerprint of a chat completion's
+    decoded JSON, or MalformedResponse."""
+    choices = raw.get("choices") if isinstance(raw, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         shown = raw if isinstance(raw, str) else type(raw).__name__
         raise MalformedResponse(f"not a chat completion with choices: {str(shown)[:120]!r}")
     choice = choices[0]
-    message = getattr(choice, "message", None)
-    content = getattr(message, "content", None)
+    message = choice.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
     if content is not None and not isinstance(content, str):
         raise MalformedResponse(f"message content is {type(content).__name__}, not text")
-    finish: FinishReason = "length" if choice.finish_reason == "length" else "stop"
-    if choice.finish_reason == "content_filter":
+    reason = choice.get("finish_reason")
+    finish: FinishReason = "length" if reason == "length" else "stop"
+    if reason == "content_filter":
         finish = "error"
     usage = None
-    u = getattr(raw, "usage", None)
+    u = raw.get("usage")
     if u is not None:
         try:
-            usage = Usage(int(u.prompt_tokens or 0), int(u.completion_tokens or 0))
+            usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
         except (TypeError, ValueError, AttributeError) as exc:
             raise MalformedResponse(f"usage is not token counts: {exc}") from exc
-    model = str(getattr(raw, "model", "") or "")
-    return content or "", finish, usage, model, str(getattr(raw, "system_fingerprint", "") or "")
+    model = str(raw.get("model") or "")
+    return content or "", finish, usage, model, str(raw.get("system_fingerprint") or "")

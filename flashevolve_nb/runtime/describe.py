@@ -49,6 +49,9 @@ _LINES: dict[str, Callable[[Any], Line]] = {
     "run_resumed": lambda e: (
         f"resumed (session {e.session}) at pool v{e.version}, {e.entries} artifact(s)", "info", ()),
     "budget_exhausted": lambda e: (f"budget reached: {e.reason}", "info", ()),
+    "clock_behind": lambda e: (
+        e.report.warning("Lower time_scale, or run on the virtual clock."), "warn", ()
+    ),
     "step_started": lambda e: (
         f"step {e.step} started from {e.parent_id} (pool v{e.base_version})", "info",
         (e.parent_id,)),

@@ -281,6 +281,7 @@ class Run:
             held=dict(ctrl.held) if ctrl is not None else {},
             speculation=p.speculation.snapshot(),
             partial_stages=tuple(p.speculation.partial_stages),
+            clock=p.lag.report(),
         )
 
     def events_since(self, seq: int) -> EventBatch:

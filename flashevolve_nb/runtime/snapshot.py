@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flashevolve_nb.clock_lag import LagReport
 from flashevolve_nb.engine.pipeline import PipelineSnapshot
 from flashevolve_nb.engine.pool import PoolSnapshot
 from flashevolve_nb.engine.stage import StageSnapshot
@@ -72,6 +73,9 @@ class RunSnapshot:
     """Stages that can hand their output on early (alpha below 1 applies to them)."""
     answer_seconds: float = 0.0
     """Real seconds the run's loop took to answer for this snapshot (a busy loop lags)."""
+    clock: LagReport | None = None
+    """How far the real clock lags the simulated one so far (``flashevolve_nb.clock_lag``);
+    the run's verdict, once it has one, is ``stats.clock_behind``."""
 
     @property
     def sim_seconds(self) -> float:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flashevolve_nb.clock import Clock
+from flashevolve_nb.clock_lag import LagMonitor
 from flashevolve_nb.errors import FlashEvolveError
 from flashevolve_nb.llm.protocol import Completion
 from flashevolve_nb.sim.backend import MODEL_NAME, Simulator
@@ -151,6 +152,9 @@ class SimHTTPServer:
         self._samples: deque[dict[str, float]] = deque(maxlen=1_000_000)
         self._peak_since_sample = 0
         self._sampler: asyncio.Task[None] | None = None
+        # With samples on (a benchmark), how late the server's own loop wakes: a late
+        # server stretches every simulated latency it serves (``/sim/stats`` lag_*).
+        self._lag = LagMonitor(self.time_scale)
 
     # ---- addresses and counters -------------------------------------------
     @property
@@ -205,6 +209,7 @@ class SimHTTPServer:
         self.port = self._server.sockets[0].getsockname()[1]
         if self.sample_every is not None and self._sampler is None:
             self._sampler = asyncio.get_running_loop().create_task(self._sample_forever())
+            self._lag.start()
 
     async def serve_forever(self) -> None:
         if self._server is None:
@@ -262,6 +267,7 @@ class SimHTTPServer:
             await asyncio.sleep(self.sample_every)
 
     async def aclose(self) -> None:
+        await self._lag.aclose()
         if self._sampler is not None:
             self._sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -361,7 +367,10 @@ class SimHTTPServer:
         if path in ("/sim/stats", "/sim/samples") and req.method == "GET":
             if not self._authorized(req):
                 return await self._unauthorized(writer, req)
-            payload: Any = self.load_snapshot() if path == "/sim/stats" else self.take_samples()
+            if path == "/sim/stats":
+                payload: Any = {**self.load_snapshot(), **self._lag.totals()}
+            else:
+                payload = self.take_samples()
             await _send_json(writer, 200, payload, req.keep_alive)
             return req.keep_alive
         if path == "/health" and req.method == "GET":

@@ -12,13 +12,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from flashevolve_nb.clock_lag import MIN_WAKES, LagReport
 from flashevolve_nb.engine.controller import ControllerParams
 from flashevolve_nb.engine.stats import RunStats
 from flashevolve_nb.runtime.snapshot import RunSnapshot
 
 __all__ = [
-    "KNOBS", "STAGE_HELP", "clean", "clean_dict", "knobs", "snapshot_json", "stats_json",
-    "warnings",
+    "KNOBS", "STAGE_HELP", "clean", "clean_dict", "clock_behind", "knobs", "lag_json",
+    "snapshot_json", "stats_json", "warnings",
 ]  # fmt: skip
 
 LAGGING_SECONDS = 0.5
@@ -51,6 +52,10 @@ KNOBS: Mapping[str, tuple[str, str, str, float, float, float]] = {
     "latency_limit": ("latency limit", "x lowest per-token latency",
                       "Past this slowdown of the backend the depth stops growing.",
                       1.05, 20, 0.05),
+    # server_cap is not a knob: it is a fact about the backend (None when unknown).
+    "server_fill": ("server fill", "x server's sequence cap",
+                    "With the server's cap known, the depth aims at this many requests "
+                    "in flight per slot (over 1: the load swings).", 0.25, 4, 0.05),
     "backoff": ("back-off factor", "x depth",
                 "Depth multiplier after the backend answers 'too many requests'.",
                 0.05, 0.95, 0.05),
@@ -139,6 +144,33 @@ def warnings(snap: RunSnapshot) -> list[str]:
     return out
 
 
+def clock_behind(snap: RunSnapshot) -> dict[str, Any] | None:
+    """Whether the real clock fell behind the simulated one (the figures are degraded).
+
+    The run's verdict once it has one (``stats.clock_behind``, kept with its events);
+    before that, the live measure, once it has enough wake-ups to mean something.
+    """
+    lag = snap.stats.clock_behind
+    live = snap.clock
+    if lag is None and live is not None and live.wakes >= MIN_WAKES and live.behind:
+        lag = live
+    return lag_json(lag)
+
+
+def lag_json(lag: LagReport | None) -> dict[str, Any] | None:
+    """The snapshot's ``clock_behind``: None when the clock kept up (or is not known to lag)."""
+    if lag is None:
+        return None
+    return {
+        "time_scale": lag.time_scale,
+        "sim_lag_mean": lag.sim_lag_mean,
+        "sim_lag_p95": lag.sim_lag_p95,
+        "real_lag_mean": lag.real_lag_mean,
+        "loop_cpu": lag.loop_cpu,
+        "message": lag.warning("Lower time_scale, or run on the virtual clock."),
+    }
+
+
 def _stage_rows(snap: RunSnapshot) -> list[dict[str, Any]]:
     requests: dict[str, int] = {}
     for r in snap.requests:
@@ -208,6 +240,7 @@ def snapshot_json(snap: RunSnapshot) -> dict[str, Any]:
             "controller": _controller(snap),
             "speculation": _speculation(snap),
             "warnings": warnings(snap),
+            "clock_behind": clock_behind(snap),
             "errors": list(snap.errors),
         }
     )  # fmt: skip

@@ -20,6 +20,7 @@ from flashevolve_nb.ui.model import (
     STAGE_HELP,
     clean_dict,
     knobs,
+    lag_json,
     snapshot_json,
     stats_json,
     warnings,
@@ -314,7 +315,8 @@ class RecordedSource:
         pool = self._pool
         return clean_dict({
             "state": self._state, "t": self._stats.sim_seconds, "real_seconds": self._real,
-            "lagging": False, "finish_reason": self._finish_reason, "error": "",
+            "lagging": False, "clock_behind": lag_json(self._stats.clock_behind),
+            "finish_reason": self._finish_reason, "error": "",
             "stats": stats_json(self._stats), "depth": None, "steps_in_flight": 0,
             "requests_in_flight": 0, "policy": "", "policy_params": {},
             "stages": [{"name": n, "queued": 0, "busy": 0, "workers": 0, "paused": False,

@@ -153,7 +153,7 @@ const model = {
     stage_help: { select: "picks a parent from the pool", rollout: "runs the task model on a minibatch", reflect: "asks the reflection model for a new prompt", gate: "checks the proposal on the minibatch", validate: "scores the proposal on the validation set" },
   },
   snapshot: {
-    state: "running", t: T, real_seconds: 6.63, lagging: false, finish_reason: "", error: "",
+    state: "running", t: T, real_seconds: 6.63, lagging: false, clock_behind: null, finish_reason: "", error: "",
     stats: { proposals: 11, accepted: 8, proposals_failed: 1, gate_passed: 9, gate_failed: 3, validations: 9, llm_calls: 412, llm_errors: 1,
       prompt_tokens: 310204, completion_tokens: 48211, tokens: 358415, seed_score: 0.333, best_score: 0.833, stale_seen: 3,
       decisions: { patch: 1, discard: 1, accept: 1 }, repaired_admitted: 1, repaired_best: 1, speculative_admitted: 3, speculation_confirmed: 1,

@@ -67,7 +67,8 @@ function Header({ m, ctx }) {
     <div class="fe-clockline">${minutes.toFixed(1)} ${meta.simulated ? "simulated min" : "min"}${s.real_seconds != null ? ` · ${num(s.real_seconds, 1)} s real` : ""} · pool v${num((s.pool || {}).version)} · ${num((s.pool || {}).size)} artifacts${s.finish_reason
       ? html` · <span class=${"fe-finish-reason fe-finish-" + s.state}>${s.finish_reason}</span>` : null}</div>
     ${(s.warnings || []).length ? html`<div class="fe-warning">${s.warnings.map((w) => html`<div class="fe-warning-line">⚠ ${w}</div>`)}</div>` : null}
-    ${s.lagging ? html`<div class="fe-lagging">lagging: the real clock fell behind the simulated one; the run is slower than its time scale</div>` : null}
+    ${s.clock_behind ? html`<div class="fe-clock-behind" title=${s.clock_behind.message}>⚠ clock behind: ${s.clock_behind.message}</div>` : null}
+    ${s.lagging && !s.clock_behind ? html`<div class="fe-lagging">lagging: the real clock fell behind the simulated one; the run is slower than its time scale</div>` : null}
     ${s.error || (s.errors || []).length
       ? html`<div class="fe-errors">${s.error ? html`<div class="fe-error-line">${s.error}</div>` : null}${(s.errors || []).slice(-5).map((e) => html`<div class="fe-error-line">${e}</div>`)}</div>`
       : null}

@@ -75,6 +75,28 @@ test("header shows the figures, warnings and errors", () => {
   view.unmount();
 });
 
+test("header warns when the real clock fell behind the simulated one", () => {
+  const model = fixture();
+  model.snapshot.lagging = true;
+  model.snapshot.clock_behind = {
+    time_scale: 100000, sim_lag_p95: 237, real_lag_p95: 0.00237, loop_cpu: 0.98,
+    message: "WARNING: the real clock fell behind the simulated one (wake-ups late by 2.37 ms at p95); the figures are degraded. Lower time_scale, or run on the virtual clock. " + HOSTILE[0],
+  };
+  const { $, el, view } = setup(model);
+  const banner = $(".fe-clock-behind");
+  assert.ok(banner, "no clock-behind banner in the header");
+  assert.ok($(".fe-header").contains(banner));
+  assert.match(banner.textContent, /fell behind the simulated one/);
+  assert.match(banner.textContent, /figures are degraded/);
+  assert.match(banner.textContent, /virtual clock/);
+  assert.equal($(".fe-lagging"), null, "one banner for one fact");
+  noHostileElements(el);
+  view.unmount();
+  const quiet = setup();
+  assert.equal(quiet.$(".fe-clock-behind"), null);
+  quiet.view.unmount();
+});
+
 test("pipeline rows: counts, pause toggle text and class", () => {
   const { $, $$, view } = setup();
   const rows = $$(".fe-stage");

@@ -369,7 +369,8 @@ function Os(e){e=e&&typeof e=="object"?e:{};let t={stages:[],instance_ids:[],pol
     </div>
     <div class="fe-clockline">${o.toFixed(1)} ${s.simulated?"simulated min":"min"}${n.real_seconds!=null?` · ${we(n.real_seconds,1)} s real`:""} · pool v${we((n.pool||{}).version)} · ${we((n.pool||{}).size)} artifacts${n.finish_reason?w` · <span class=${"fe-finish-reason fe-finish-"+n.state}>${n.finish_reason}</span>`:null}</div>
     ${(n.warnings||[]).length?w`<div class="fe-warning">${n.warnings.map(u=>w`<div class="fe-warning-line">⚠ ${u}</div>`)}</div>`:null}
-    ${n.lagging?w`<div class="fe-lagging">lagging: the real clock fell behind the simulated one; the run is slower than its time scale</div>`:null}
+    ${n.clock_behind?w`<div class="fe-clock-behind" title=${n.clock_behind.message}>⚠ clock behind: ${n.clock_behind.message}</div>`:null}
+    ${n.lagging&&!n.clock_behind?w`<div class="fe-lagging">lagging: the real clock fell behind the simulated one; the run is slower than its time scale</div>`:null}
     ${n.error||(n.errors||[]).length?w`<div class="fe-errors">${n.error?w`<div class="fe-error-line">${n.error}</div>`:null}${(n.errors||[]).slice(-5).map(u=>w`<div class="fe-error-line">${u}</div>`)}</div>`:null}
   </div>`}var rd=[1,2,4,8,16,32,64];function ad({full:e,ctx:t}){let n=t.replay,l=e.snapshot.t||0,s=e.stories.map(a=>a.t),o=[...new Set(e.events.filter(a=>a.kind==="admitted"||a.kind==="policy_decision"||a.kind.startsWith("specul")).map(a=>a.t))].sort((a,u)=>a-u),i=o.find(a=>a>n.cursor+1e-9),c=[...o].reverse().find(a=>a<n.cursor-1e-9);return w`<div class="fe-replay">
     <span class="fe-replay-label">replay</span>
