@@ -345,3 +345,28 @@ def test_cpu_bound_runs_are_flagged_in_the_report() -> None:
     assert "flash" in line and "client process was busy 97%" in line
     assert "## CPU-bound runs" in markdown(result)
     assert cpu_bound(_result()) == []
+
+
+def test_a_second_time_scale_is_held_to_the_first_scales_ratio_and_cpu() -> None:
+    # flash at 5x gepa's proposals at 60x; at 240x 4.5x (90%: within 20%) on one profile,
+    # 2x (40%: not) on the other; the client 50% busy at 60x, 95% at 240x
+    recs = []
+    for profile, slow in (("vllm", 4.5), ("api", 2.0)):
+        for scale, ratio, cpu in ((60.0, 5.0, 0.5), (240.0, slow, 0.95)):
+            for system, n in (("gepa", 4), ("flash", int(4 * ratio))):
+                figs = figures(_run(proposals=n), _window(), client_cpu=cpu)
+                recs.append(RunRecord(profile, scale, 0, "time", system, figs, (), ()))
+    base = _result()
+    meta = {**base.meta, "profiles": ["vllm", "api"], "systems": ["gepa", "flash"],
+            "seeds": [0], "time_scales": [60.0, 240.0]}  # fmt: skip
+    md = markdown(BenchResult(meta, tuple(recs)))
+    assert (
+        "- vllm @ 240x: flash/gepa proposals/min within 20% of 60x's (share of it): 90% (met" in md
+    )
+    assert (
+        "- api @ 240x: flash/gepa proposals/min within 20% of 60x's (share of it): 40% (NOT met"
+        in md
+    )
+    assert "- vllm @ 60x: flash client CPU < 70%: 50% (met)" in md
+    assert "- api @ 240x: flash client CPU < 70%: 95% (NOT met" in md
+    assert "within 20% of 60x's" not in md.split("vllm @ 240x")[0]  # none at the first scale

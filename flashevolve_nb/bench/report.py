@@ -200,6 +200,26 @@ def goals(result: BenchResult) -> list[dict[str, Any]]:
                     r["proposals_per_min"]["median"], 4.9)  # fmt: skip
             add(f"{tag}: flash best val at equal time vs gepa >= 1x",
                 r["best_val"]["median"], 1.0)  # fmt: skip
+            # A time scale is honest only while the client keeps up: its CPU, and the
+            # ratio against the first scale's (the same run on a slower clock).
+            cpu = f["client_cpu"]["max"]
+            if cpu is not None and not math.isnan(cpu):
+                out.append({"goal": f"{tag}: flash client CPU < 70%", "measured": cpu,
+                            "target": 0.70, "unit": "", "met": cpu < 0.70,
+                            "degraded": []})  # fmt: skip
+            first = result.meta["time_scales"][0]
+            base_row = by.get((profile, "time", first, None, "flash"))
+            if scale != first and base_row is not None:
+                here = r["proposals_per_min"]["median"]
+                there = base_row["ratio_to_gepa"]["proposals_per_min"]["median"]
+                share = here / there if there and not math.isnan(there) else math.nan
+                out.append({
+                    "goal": f"{tag}: flash/gepa proposals/min within 20% of {first:g}x's "
+                            "(share of it)",
+                    "measured": share, "target": 0.8, "unit": "",
+                    "met": None if math.isnan(share) else abs(share - 1) <= 0.2,
+                    "degraded": _degraded_runs(result, group),
+                })  # fmt: skip
     for group in _groups(result):
         profile, kind, _, calls = group
         gepa = by.get((*group, "gepa"))
